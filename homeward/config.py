@@ -1,0 +1,133 @@
+"""One typed settings object, read from ``HOMEWARD_*`` environment variables or ``.env``.
+
+Built once in an entry point and passed down; nothing reads the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from homeward.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """A broker address parsed from ``mqtt://user:pass@host:port`` or ``mqtts://...``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> MqttEndpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigurationError(
+                f"MQTT URL must start with mqtt:// or mqtts://, got {parts.scheme or 'none'!r}"
+            )
+        if not parts.hostname:
+            raise ConfigurationError(f"MQTT URL has no host: {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Units are in the names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOMEWARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL; when unset, an embedded PostgreSQL is started.",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="mqtt:// or mqtts:// URL with credentials; when unset, an embedded broker.",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    # Ingest
+    batch_size: int = Field(default=2000, ge=1, le=100_000, description="messages per batch")
+    flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
+    receive_maximum: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.",
+    )
+    mqtt_client_id: str = "homeward-ingest-1"
+    mqtt_share_group: str = "ingest"
+    mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
+    mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    topic_root: str = "homeward/v1"
+    max_payload_bytes: int = Field(default=16_384, ge=256)
+    future_tolerance_s: int = Field(default=300, ge=0)
+    late_after_s: int = Field(
+        default=6 * 3600, ge=60, description="older readings are stored as history, never current"
+    )
+    db_retry_max_s: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=30_000, ge=100)
+
+    # Storage (TimescaleDB, when present)
+    compress_after_days: int = Field(default=7, ge=1)
+    retention_days: int | None = Field(default=None, ge=1)
+
+    # Embedded services
+    state_dir: Path = Path(".homeward")
+    embedded_pg_port: int = Field(default=55432, ge=1024, le=65535)
+    embedded_mqtt_port: int = Field(default=51883, ge=1024, le=65535)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            MqttEndpoint.from_url(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("HOMEWARD_DATABASE_URL must start with postgresql://")
+        return value
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        if self.mqtt_url is None:
+            raise ConfigurationError("HOMEWARD_MQTT_URL is not set and no embedded broker runs")
+        return MqttEndpoint.from_url(self.mqtt_url)
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url is None:
+            raise ConfigurationError("HOMEWARD_DATABASE_URL is not set and no embedded database")
+        return self.database_url
+
+    def readings_topic(self, device_id: str = "+") -> str:
+        return f"{self.topic_root}/devices/{device_id}/readings"
+
+    def device_topic(self, device_id: str, leaf: str) -> str:
+        return f"{self.topic_root}/devices/{device_id}/{leaf}"
+
+    @property
+    def shared_subscription(self) -> str:
+        return f"$share/{self.mqtt_share_group}/{self.readings_topic()}"
