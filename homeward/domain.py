@@ -73,6 +73,7 @@ class RejectReason(StrEnum):
     UNBOUND_DEVICE = "unbound_device"
     PATIENT_MISMATCH = "patient_mismatch"
     UNSTORABLE_TEXT = "unstorable_text"
+    STORAGE_ERROR = "storage_error"
 
 
 @dataclass(frozen=True, slots=True)

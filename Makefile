@@ -1,0 +1,49 @@
+# Homeward — targets a newcomer can guess. `make demo` and `make test` work on a fresh
+# machine: they create the virtualenv, install, and start embedded services if needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install deps demo test lint format bench bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@bash deploy/install-system-deps.sh
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Homeward needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+deps:
+	@bash deploy/install-system-deps.sh
+
+demo: $(STAMP)
+	$(BIN)/homeward demo
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/homeward bench --json bench-results.json
+
+bench-quick: $(STAMP)
+	$(BIN)/homeward bench --quick --json bench-quick.json
+
+clean:
+	rm -rf $(VENV) .homeward .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Devices: payload codecs, units, registry and bindings, credentials, fleet simulator."""

@@ -1,0 +1,147 @@
+"""Registry of patients, devices and device↔patient bindings (PostgreSQL adapter)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row, dict_row
+
+from devices.credentials import hash_password
+from homeward.db.connect import wrap_exceptions
+from homeward.db.queries import load_queries
+from homeward.errors import NotFound, ValidationError
+from homeward.nhs import normalise_nhs_number
+
+Q = load_queries(Path(__file__).with_name("registry.sql"))
+
+CONDITIONS = ("heart_failure", "copd", "hypertension", "type2_diabetes", "post_discharge")
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    patient_id: int
+    nhs_number: str
+    display_name: str
+    team_id: str | None
+    conditions: list[str]
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    device_id: str
+    patient_id: int
+    valid_from: datetime
+    closed_previous: int | None
+
+
+def add_patient(
+    conn: Conn,
+    *,
+    nhs_number: str,
+    name: str,
+    team: str | None = None,
+    conditions: Sequence[str] = (),
+) -> Patient:
+    """Create a patient, or update name/team and add conditions when the number exists."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise ValidationError(
+            f"unknown condition {', '.join(unknown)}; known: {', '.join(CONDITIONS)}"
+        )
+    if not name.strip():
+        raise ValidationError("a patient needs a name")
+    params = {
+        "nhs_number": normalise_nhs_number(nhs_number),
+        "display_name": name.strip(),
+        "team_id": team,
+        "conditions": sorted(set(conditions)),
+    }
+    with wrap_exceptions(), conn.cursor(row_factory=class_row(Patient)) as cur:
+        patient = cur.execute(Q["insert_patient"], params).fetchone()
+    assert patient is not None
+    return patient
+
+
+def patient_by_nhs(conn: Conn, nhs_number: str) -> Patient:
+    with wrap_exceptions(), conn.cursor(row_factory=class_row(Patient)) as cur:
+        patient = cur.execute(
+            Q["patient_by_nhs"], {"nhs_number": normalise_nhs_number(nhs_number)}
+        ).fetchone()
+    if patient is None:
+        raise NotFound(f"no patient with NHS number {nhs_number}")
+    return patient
+
+
+def add_device(
+    conn: Conn,
+    device_id: str,
+    *,
+    patient_nhs_number: str,
+    password: str | None = None,
+    kind: str | None = None,
+    valid_from: datetime | None = None,
+) -> Binding:
+    """Register a device (idempotent) and bind it to a patient from ``valid_from``.
+
+    A device already bound to someone else is unbound at ``valid_from`` first. A device
+    bound for the first time is bound without a start (``-infinity``), so readings it
+    buffered before it was registered still belong to its patient.
+    """
+    patient = patient_by_nhs(conn, patient_nhs_number)
+    at = valid_from or datetime.now(UTC)
+    with wrap_exceptions(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            Q["upsert_device"],
+            {
+                "device_id": device_id,
+                "kind": kind,
+                "password_hash": hash_password(password) if password else None,
+            },
+        )
+        current = cur.execute(Q["current_binding"], {"device_id": device_id, "at": at}).fetchone()
+        if current is not None and current["patient_id"] == patient.patient_id:
+            return Binding(device_id, patient.patient_id, current["valid_from"], None)
+        closed = None
+        if current is not None:
+            cur.execute(Q["close_binding"], {"binding_id": current["binding_id"], "at": at})
+            closed = int(current["patient_id"])
+        first = not cur.execute(Q["has_bindings"], {"device_id": device_id}).fetchone()["exists"]  # type: ignore[index]
+        start = datetime.min.replace(tzinfo=UTC) if first else at
+        cur.execute(
+            Q["insert_binding"],
+            {"device_id": device_id, "patient_id": patient.patient_id, "valid_from": start},
+        )
+    return Binding(device_id, patient.patient_id, start, closed)
+
+
+def list_patients(conn: Conn) -> list[Patient]:
+    with wrap_exceptions(), conn.cursor(row_factory=class_row(Patient)) as cur:
+        return cur.execute(Q["list_patients"]).fetchall()
+
+
+def list_devices(conn: Conn) -> list[dict[str, Any]]:
+    with wrap_exceptions(), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["list_devices"]).fetchall()
+
+
+def list_quarantine(
+    conn: Conn, *, limit: int = 50, reason: str | None = None, device_id: str | None = None
+) -> list[dict[str, Any]]:
+    with wrap_exceptions(), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            Q["list_quarantine"], {"limit": limit, "reason": reason, "device_id": device_id}
+        ).fetchall()
+
+
+def device_credentials(conn: Conn) -> list[tuple[str, str]]:
+    with wrap_exceptions():
+        rows = conn.execute(Q["device_credentials"]).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]

@@ -1,0 +1,272 @@
+"""``homeward``: one entry point, sub-commands grouped by part (DESIGN §7).
+
+Errors a person can act on are printed to standard error with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from homeward.cli.output import emit, emit_one
+from homeward.config import Settings
+from homeward.db.connect import connect
+from homeward.errors import HomewardError
+from homeward.runtime import services
+
+
+class HomewardGroup(click.Group):
+    """Turns our errors into one clear line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HomewardError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@contextlib.contextmanager
+def database(ctx: click.Context) -> Iterator[str]:
+    """The configured database URL, or the embedded one (started for this command)."""
+    with services(settings_from(ctx), broker=False) as svc:
+        yield svc.settings.dsn
+
+
+@click.group(cls=HomewardGroup)
+@click.version_option(package_name="homeward")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Homeward: remote monitoring for integrated community care."""
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = settings
+
+
+# ---- db ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Schema migrations and storage policies."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations, then TimescaleDB policies when the extension is present."""
+    from homeward.db.migrate import upgrade
+    from homeward.db.policies import apply_policies
+
+    settings = settings_from(ctx)
+    with database(ctx) as dsn:
+        report = upgrade(dsn)
+        policies = apply_policies(
+            dsn,
+            compress_after_days=settings.compress_after_days,
+            retention_days=settings.retention_days,
+        )
+    click.echo(
+        f"migrations applied: {', '.join(report.applied) or 'none'}"
+        f" ({report.already} already in place)"
+    )
+    if policies.timescaledb:
+        retention = f"{policies.retention_days} days" if policies.retention_days else "keep all"
+        click.echo(
+            f"TimescaleDB: compress after {policies.compress_after_days} days, "
+            f"retention {retention}"
+        )
+    else:
+        click.echo("TimescaleDB not available: plain PostgreSQL tables and rollup views")
+
+
+# ---- patients and devices -----------------------------------------------------------------
+
+
+@cli.group()
+def patient() -> None:
+    """Patients (NHS numbers are validated with their check digit)."""
+
+
+@patient.command("add")
+@click.option("--nhs-number", required=True, help="Ten digits, spaces allowed.")
+@click.option("--name", required=True)
+@click.option("--team", default=None, help="Responsible neighbourhood team id.")
+@click.option("--condition", "conditions", multiple=True, help="Repeat for several.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def patient_add(
+    ctx: click.Context,
+    nhs_number: str,
+    name: str,
+    team: str | None,
+    conditions: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Enrol a patient (idempotent: re-running updates name and team, adds conditions)."""
+    from devices.registry import add_patient
+
+    with database(ctx) as dsn, connect(dsn) as conn:
+        added = add_patient(conn, nhs_number=nhs_number, name=name, team=team, conditions=conditions)
+        conn.commit()
+    emit_one(dataclasses.asdict(added), as_json=as_json)
+
+
+@patient.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def patient_list(ctx: click.Context, as_json: bool) -> None:
+    """List patients."""
+    from devices.registry import list_patients
+
+    with database(ctx) as dsn, connect(dsn) as conn:
+        rows = [dataclasses.asdict(p) for p in list_patients(conn)]
+    for row in rows:
+        row.pop("created")
+    emit(rows, as_json=as_json, title="patients")
+
+
+@cli.group()
+def device() -> None:
+    """Devices and their binding to patients."""
+
+
+@device.command("add")
+@click.argument("device_id")
+@click.option("--patient", "nhs_number", required=True, help="The patient's NHS number.")
+@click.option("--password", default=None, help="Broker password for this device (stored hashed).")
+@click.option("--kind", default=None, help="e.g. bp_cuff, scales, pulse_oximeter.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def device_add(
+    ctx: click.Context,
+    device_id: str,
+    nhs_number: str,
+    password: str | None,
+    kind: str | None,
+    as_json: bool,
+) -> None:
+    """Register DEVICE_ID and bind it to a patient from now on."""
+    from devices.registry import add_device
+
+    with database(ctx) as dsn, connect(dsn) as conn:
+        binding = add_device(
+            conn, device_id, patient_nhs_number=nhs_number, password=password, kind=kind
+        )
+        conn.commit()
+    emit_one(dataclasses.asdict(binding), as_json=as_json)
+
+
+@device.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def device_list(ctx: click.Context, as_json: bool) -> None:
+    """List devices with the patient each is bound to now."""
+    from devices.registry import list_devices
+
+    with database(ctx) as dsn, connect(dsn) as conn:
+        emit(list_devices(conn), as_json=as_json, title="devices")
+
+
+@device.command("broker-files")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.pass_context
+def device_broker_files(ctx: click.Context, out_dir: str) -> None:
+    """Write Mosquitto's password and ACL files: each device publishes only for itself."""
+    from pathlib import Path
+
+    from devices.credentials import acl_text
+    from devices.registry import device_credentials
+
+    settings = settings_from(ctx)
+    with database(ctx) as dsn, connect(dsn) as conn:
+        creds = device_credentials(conn)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    passwords = out / "passwords"
+    passwords.write_text("".join(f"{device}:{hashed}\n" for device, hashed in creds))
+    passwords.chmod(0o600)
+    (out / "acl").write_text(acl_text(settings.topic_root))
+    click.echo(f"wrote {passwords} ({len(creds)} devices) and {out / 'acl'}")
+
+
+# ---- quarantine ---------------------------------------------------------------------------
+
+
+@cli.group()
+def quarantine() -> None:
+    """Rejected messages, kept with the reason."""
+
+
+@quarantine.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--reason", default=None, help="Filter by reason code (see docs/payload.md).")
+@click.option("--device", "device_id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_list(
+    ctx: click.Context, limit: int, reason: str | None, device_id: str | None, as_json: bool
+) -> None:
+    """Show quarantined messages, newest first."""
+    from devices.registry import list_quarantine
+
+    with database(ctx) as dsn, connect(dsn) as conn:
+        rows = list_quarantine(conn, limit=limit, reason=reason, device_id=device_id)
+    if not as_json:
+        for row in rows:
+            payload = bytes(row.pop("payload"))
+            row["payload"] = payload[:60].decode("utf-8", "backslashreplace")
+    emit(rows, as_json=as_json, title="quarantined messages")
+
+
+# ---- service ------------------------------------------------------------------------------
+
+
+def run_until_signal(main: Any) -> None:
+    """Run an ``async def main(stop: asyncio.Event)`` until SIGINT/SIGTERM."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@cli.command("run")
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the service (ingest + HTTP) against the configured database and broker."""
+    from ingest.service import HomewardService
+
+    settings = settings_from(ctx)
+    if settings.database_url is None or settings.mqtt_url is None:
+        raise click.UsageError(
+            "homeward run needs HOMEWARD_DATABASE_URL and HOMEWARD_MQTT_URL; "
+            "for embedded services use `homeward demo`"
+        )
+    service = HomewardService(settings)
+    run_until_signal(service.run)
+
+
+# Commands that live in their own modules are registered below (see end of file).

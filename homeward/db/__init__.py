@@ -1,0 +1,1 @@
+"""Database access: connections, migrations, named SQL queries and error translation."""

@@ -1,0 +1,1 @@
+"""Ingest: MQTT consumer, validation, quarantine, batched idempotent storage, acknowledgement."""

@@ -1,0 +1,284 @@
+"""The MQTT side of ingest: paho-mqtt 2.x driven by the asyncio event loop.
+
+* MQTT 5, fixed client id, persistent session (clean start off, long session expiry),
+  QoS 1 on a shared subscription, so the broker keeps messages while we are down and
+  several workers can share the load.
+* Manual acknowledgement: :meth:`MqttSource.ack` sends the PUBACKs for a batch after its
+  COMMIT, in arrival order. Messages from an earlier connection are never acknowledged
+  on a new one (the broker redelivers them; the database absorbs the duplicate).
+* Flow control: MQTT 5 Receive Maximum caps the unacknowledged messages the broker may
+  send us, so while the database is down memory stays bounded and the broker holds the
+  rest in its session queue.
+* Reconnect with exponential backoff and full jitter; a watchdog closes a connection that
+  has been silent for longer than twice the keep-alive.
+
+paho's socket callbacks are hooked into the event loop (``add_reader``/``add_writer``),
+so every callback runs on the loop's thread: no locks, no hidden threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from homeward.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message as it came off the wire, tagged with the connection it came on."""
+
+    mid: int
+    generation: int
+    topic: str
+    payload: bytes
+    retained: bool
+    qos: int
+    received_at: float  # time.time()
+
+
+def backoff_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 10.0) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    return random.uniform(0, min(cap_s, base_s * 2**attempt))
+
+
+@dataclass
+class SourceStats:
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    received: int = 0
+    acked: int = 0
+    stale_skipped: int = 0
+    last_inbound_at: float = 0.0
+    last_message_at: float = 0.0
+    last_error: str | None = None
+
+
+class MqttSource:
+    """Connects, subscribes and hands each message to ``on_message`` on the loop thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_message: Callable[[Inbound], None],
+        *,
+        extra_subscriptions: tuple[str, ...] = (),
+        on_connected: Callable[[int], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._subscriptions = (settings.shared_subscription, *extra_subscriptions)
+        self.stats = SourceStats()
+        self.generation = 0
+        self._client: mqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connack: asyncio.Future[None] | None = None
+        self._lost = asyncio.Event()
+        self._stopping = False
+        self._misc_task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self._settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        endpoint = s.mqtt
+        if endpoint.username:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            client.tls_set_context(ssl.create_default_context())
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        client.connect_timeout = 5.0
+        return client
+
+    async def run(self) -> None:
+        """Stay connected until :meth:`stop`; reconnect with backoff and jitter."""
+        self._loop = asyncio.get_running_loop()
+        self._client = self._make_client()
+        attempt = 0
+        while not self._stopping:
+            try:
+                await self._connect_once()
+                attempt = 0
+                await self._lost.wait()
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                self.stats.last_error = f"connect failed: {exc}"
+                log.warning("MQTT connect to %s failed: %s", self._settings.mqtt.host, exc)
+            if self._stopping:
+                break
+            delay = backoff_s(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> None:
+        assert self._client is not None and self._loop is not None
+        s = self._settings
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = s.mqtt_session_expiry_s
+        props.ReceiveMaximum = s.receive_maximum
+        self._lost.clear()
+        self._connack = self._loop.create_future()
+        endpoint = s.mqtt
+        rc = self._client.connect(
+            endpoint.host,
+            endpoint.port,
+            keepalive=s.mqtt_keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectionError(mqtt.error_string(rc))
+        try:
+            await asyncio.wait_for(self._connack, timeout=10)
+        except TimeoutError:
+            self._client.disconnect()
+            raise
+
+    async def stop(self) -> None:
+        """Disconnect cleanly; the broker keeps our session (and unacked messages)."""
+        self._stopping = True
+        client = self._client
+        if client is not None and self.stats.connected:
+            client.disconnect()
+            for _ in range(50):
+                if not self.stats.connected:
+                    break
+                await asyncio.sleep(0.02)
+        self._lost.set()
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+
+    def force_reconnect(self, reason: str) -> None:
+        """Drop the connection (the watchdog's remedy for a silent, hung socket)."""
+        log.error("MQTT connection reset: %s", reason)
+        self.stats.last_error = reason
+        if self._client is not None:
+            self._client.disconnect()
+
+    # ---- acknowledgement ---------------------------------------------------------------
+
+    def ack(self, messages: list[Inbound]) -> int:
+        """PUBACK each message of the current connection, in arrival order."""
+        client = self._client
+        acked = 0
+        for message in messages:
+            if message.qos == 0:
+                continue
+            if message.generation != self.generation or not self.stats.connected:
+                self.stats.stale_skipped += 1
+                continue
+            assert client is not None
+            client.ack(message.mid, message.qos)
+            acked += 1
+        self.stats.acked += acked
+        return acked
+
+    # ---- paho callbacks (run on the event loop thread) ----------------------------------
+
+    def _handle_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if self._connack is None or self._connack.done():
+            return
+        if reason.is_failure:
+            self._connack.set_exception(ConnectionError(f"broker refused: {reason}"))
+            return
+        self.generation += 1
+        self.stats.connected = True
+        self.stats.connects += 1
+        log.info(
+            "MQTT connected (session present: %s, generation %d)",
+            flags.session_present,
+            self.generation,
+        )
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        if self._on_connected is not None:
+            self._on_connected(self.generation)
+        self._connack.set_result(None)
+
+    def _handle_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if self.stats.connected:
+            self.stats.disconnects += 1
+            log.warning("MQTT disconnected: %s", reason)
+        self.stats.connected = False
+        self._lost.set()
+
+    def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        self.stats.received += 1
+        self.stats.last_message_at = now
+        self._on_message(
+            Inbound(
+                mid=msg.mid,
+                generation=self.generation,
+                topic=msg.topic,
+                payload=msg.payload,
+                retained=bool(msg.retain),
+                qos=msg.qos,
+                received_at=now,
+            )
+        )
+
+    def _socket_open(self, client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+
+        def readable() -> None:
+            self.stats.last_inbound_at = time.monotonic()
+            client.loop_read(max_packets=64)
+
+        self.stats.last_inbound_at = time.monotonic()
+        self._loop.add_reader(sock, readable)
+        self._misc_task = self._loop.create_task(self._misc_loop(client), name="mqtt-misc")
+
+    def _socket_close(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+
+    def _register_write(self, client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, client.loop_write)
+
+    def _unregister_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    async def _misc_loop(self, client: mqtt.Client) -> None:
+        """Keep-alive pings and the silent-socket watchdog."""
+        limit_s = 2 * self._settings.mqtt_keepalive_s
+        while client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            silent_s = time.monotonic() - self.stats.last_inbound_at
+            if self.stats.connected and silent_s > limit_s:
+                self.force_reconnect(f"no data from the broker for {silent_s:.0f} s")
+            await asyncio.sleep(1)

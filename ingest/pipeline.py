@@ -1,0 +1,270 @@
+"""Batching, storage with retry, and acknowledgement after COMMIT.
+
+``submit`` runs on the event loop thread for each inbound message: it validates the
+payload at once (pure) and queues it. ``run`` forms batches bounded by size and time,
+stores each in one transaction, then acknowledges its messages in arrival order and
+hands the newly stored readings to the post-commit handlers (the rule engine).
+
+While the database is down the current batch is retried with backoff and nothing is
+acknowledged; the broker stops sending once Receive Maximum messages are outstanding,
+so the queue here never grows beyond that bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from devices.payload import parse_reading_message
+from homeward.config import Settings
+from homeward.domain import DeviceMessage, Rejection, RejectReason
+from ingest.mqtt_source import Inbound, backoff_s
+from ingest.status import StatusUpdate, parse_status_message
+from ingest.writer import BatchResult, BatchStore, DeviceActivity, Item, StoredReading
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[StoredReading]], Awaitable[None]]
+ACTIVITY_FLUSH_S = 5.0
+
+
+@dataclass
+class PipelineStats:
+    batches: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    db_ok: bool = True
+    db_failures: int = 0
+    handler_errors: int = 0
+    last_commit_at: float = 0.0
+    last_error: str | None = None
+    max_pending: int = 0
+    deferred: int = 0
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: BatchStore,
+        ack: Callable[[list[Inbound]], int],
+        *,
+        handlers: tuple[Handler, ...] = (),
+    ) -> None:
+        self._s = settings
+        self._store = store
+        self._ack = ack
+        self._handlers = handlers
+        self._pending: deque[Item] = deque()
+        self._has_items = asyncio.Event()
+        self._full = asyncio.Event()
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._activity: dict[str, DeviceActivity] = {}
+        self._activity_flushed_at = 0.0
+        self._status_prefix = f"{settings.topic_root}/devices/"
+        self.stats = PipelineStats()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # ---- inbound (event loop thread) ---------------------------------------------------
+
+    def submit(self, inbound: Inbound) -> None:
+        if self._stopping:
+            # Not acknowledged: the broker keeps it in our session for the next start.
+            self.stats.deferred += 1
+            return
+        if inbound.topic.endswith("/status") and inbound.topic.startswith(self._status_prefix):
+            # Acknowledged with the batch it lands in; retained, so resent on resubscribe.
+            self._enqueue(Item(inbound, self._record_status(inbound)))
+            return
+        now = datetime.fromtimestamp(inbound.received_at, UTC)
+        parsed = parse_reading_message(
+            inbound.topic,
+            inbound.payload,
+            retained=inbound.retained,
+            now=now,
+            max_payload_bytes=self._s.max_payload_bytes,
+            future_tolerance_s=self._s.future_tolerance_s,
+            topic_root=self._s.topic_root,
+        )
+        late = False
+        if isinstance(parsed, DeviceMessage):
+            late = (now - parsed.measured_at).total_seconds() > self._s.late_after_s
+            activity = self._activity.get(parsed.device_id)
+            if activity is None or activity.last_msg_at < now:
+                self._activity[parsed.device_id] = DeviceActivity(
+                    last_msg_at=now,
+                    battery=parsed.battery,
+                    firmware=parsed.firmware,
+                    status=activity.status if activity else None,
+                    status_at=activity.status_at if activity else None,
+                )
+        self._enqueue(Item(inbound, parsed, late))
+
+    def _enqueue(self, item: Item) -> None:
+        self._pending.append(item)
+        size = len(self._pending)
+        self.stats.max_pending = max(self.stats.max_pending, size)
+        self._has_items.set()
+        self._idle.clear()
+        if size >= self._s.batch_size:
+            self._full.set()
+
+    def _record_status(self, inbound: Inbound) -> StatusUpdate | Rejection:
+        update = parse_status_message(inbound.topic, inbound.payload, self._s.topic_root)
+        if update is None:
+            return Rejection(
+                RejectReason.SCHEMA,
+                'a status message must be "online", "offline" or {"status": ...}',
+            )
+        at = datetime.fromtimestamp(inbound.received_at, UTC)
+        current = self._activity.get(update.device_id)
+        activity = current or DeviceActivity(last_msg_at=at)
+        activity.status, activity.status_at = update.status, at
+        if update.battery is not None:
+            activity.battery = update.battery
+        self._activity[update.device_id] = activity
+        return update
+
+    def on_new_connection(self, generation: int) -> None:
+        """Forget queued messages of an earlier connection: the broker redelivers them."""
+        kept = deque(i for i in self._pending if i.inbound.generation == generation)
+        dropped = len(self._pending) - len(kept)
+        if dropped:
+            log.info("dropping %d queued messages of an earlier connection", dropped)
+        self._pending = kept
+
+    # ---- writer loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        flush_s = self._s.flush_interval_ms / 1000
+        while True:
+            if not self._pending:
+                self._idle.set()
+                if self._stopping:
+                    return
+                self._has_items.clear()
+                await self._has_items.wait()
+                continue
+            if len(self._pending) < self._s.batch_size and not self._stopping:
+                self._full.clear()
+                try:
+                    await asyncio.wait_for(self._full.wait(), timeout=flush_s)
+                except TimeoutError:
+                    pass
+            count = min(len(self._pending), self._s.batch_size)
+            batch = [self._pending.popleft() for _ in range(count)]
+            await self._store_and_ack(batch)
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish what is queued (store and acknowledge), then return."""
+        self._stopping = True
+        self._has_items.set()
+        self._full.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
+            log.error("stopping with %d messages unstored (the broker keeps them)", self.pending)
+
+    async def _store_and_ack(self, batch: list[Item]) -> None:
+        result = await self._store_with_retry(batch)
+        self._ack([item.inbound for item in batch])
+        s = self.stats
+        s.batches += 1
+        s.stored += len(result.stored)
+        s.duplicates += result.offered - len(result.stored)
+        s.quarantined += result.quarantined
+        s.last_commit_at = time.time()
+        if result.stored:
+            for handler in self._handlers:
+                try:
+                    await handler(result.stored)
+                except Exception:  # a rule bug must not stop ingest; counted, logged, visible
+                    s.handler_errors += 1
+                    log.exception("post-commit handler %r failed", handler)
+
+    def _take_activity(self) -> dict[str, DeviceActivity] | None:
+        now = time.monotonic()
+        if not self._activity or now - self._activity_flushed_at < ACTIVITY_FLUSH_S:
+            return None
+        activity, self._activity = self._activity, {}
+        self._activity_flushed_at = now
+        return activity
+
+    async def _store_with_retry(self, batch: list[Item]) -> BatchResult:
+        records = [i for i in batch if not isinstance(i.parsed, StatusUpdate)]
+        activity = self._take_activity()
+        attempt = 0
+        while True:
+            try:
+                result = await self._store.write(records, activity)
+            except psycopg.OperationalError as exc:
+                await self._note_db_failure(exc, attempt)
+                attempt += 1
+                continue
+            except psycopg.Error as exc:
+                log.error("batch of %d refused (%s); storing one by one", len(records), exc)
+                await self._store.reset()
+                return await self._store_one_by_one(records, activity)
+            if not self.stats.db_ok:
+                log.info("database reachable again after %d attempts", attempt)
+            self.stats.db_ok = True
+            return result
+
+    async def _note_db_failure(self, exc: Exception, attempt: int) -> None:
+        self.stats.db_ok = False
+        self.stats.db_failures += 1
+        self.stats.last_error = f"database: {exc}".strip()
+        if attempt == 0:
+            log.error("database unavailable, holding acknowledgements: %s", exc)
+        await self._store.reset()
+        await asyncio.sleep(backoff_s(attempt, cap_s=self._s.db_retry_max_s))
+
+    async def _store_one_by_one(
+        self, records: list[Item], activity: dict[str, DeviceActivity] | None
+    ) -> BatchResult:
+        """Isolate a poison message: it goes to quarantine, the others are stored."""
+        stored: list[StoredReading] = []
+        offered = quarantined = 0
+        for index, item in enumerate(records):
+            single = [item]
+            attempt = 0
+            while True:
+                try:
+                    result = await self._store.write(single, activity if index == 0 else None)
+                    break
+                except psycopg.OperationalError as exc:
+                    await self._note_db_failure(exc, attempt)
+                    attempt += 1
+                except psycopg.Error as exc:
+                    await self._store.reset()
+                    device_id = getattr(item.parsed, "device_id", None)
+                    msg_id = getattr(item.parsed, "msg_id", None)
+                    single = [
+                        Item(
+                            item.inbound,
+                            Rejection(
+                                RejectReason.STORAGE_ERROR,
+                                f"the database refused this message: {exc}",
+                                device_id,
+                                msg_id,
+                            ),
+                        )
+                    ]
+            stored += result.stored
+            offered += result.offered
+            quarantined += result.quarantined
+        return BatchResult(stored, offered, quarantined)
+

@@ -1,0 +1,85 @@
+"""The long-running service: MQTT source → pipeline → database, plus the HTTP API.
+
+Every background task is named and supervised: if one dies, the service stops with its
+error instead of running half-alive. Shutdown stops intake, stores and acknowledges what
+is queued, then disconnects (the broker keeps the session for the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from api.app import create_app
+from homeward.config import Settings
+from ingest.mqtt_source import MqttSource
+from ingest.pipeline import Handler, IngestPipeline
+from ingest.writer import BatchStore
+
+log = logging.getLogger(__name__)
+
+
+class HomewardService:
+    def __init__(self, settings: Settings, *, handlers: tuple[Handler, ...] = ()) -> None:
+        self.settings = settings
+        self.store = BatchStore(settings.dsn, statement_timeout_ms=settings.statement_timeout_ms)
+        self.source = MqttSource(
+            settings,
+            self._on_message,
+            extra_subscriptions=(settings.device_topic("+", "status"),),
+            on_connected=self._on_connected,
+        )
+        self.pipeline = IngestPipeline(settings, self.store, self.source.ack, handlers=handlers)
+        self.http_port: int | None = None
+
+    def _on_message(self, inbound: Any) -> None:
+        self.pipeline.submit(inbound)
+
+    def _on_connected(self, generation: int) -> None:
+        self.pipeline.on_new_connection(generation)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "mqtt": dataclasses.asdict(self.source.stats),
+            "ingest": {**dataclasses.asdict(self.pipeline.stats), "pending": self.pipeline.pending},
+        }
+
+    async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=10, open=False)
+        await pool.open()
+        runner = web.AppRunner(create_app(pool, self.status), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, s.http_host, s.http_port)
+        await site.start()
+        server = site._server  # the bound port, when 0 asked the OS for a free one
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else s.http_port
+        log.info("HTTP on http://%s:%s/health", s.http_host, self.http_port)
+        tasks = {
+            asyncio.create_task(self.source.run(), name="mqtt-source"),
+            asyncio.create_task(self.pipeline.run(), name="ingest-writer"),
+        }
+        stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        if ready is not None:
+            ready.set()
+        try:
+            done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stopper}:
+                exc = task.exception()
+                raise RuntimeError(f"background task {task.get_name()} stopped") from exc
+        finally:
+            stopper.cancel()
+            await self.pipeline.stop()
+            await self.source.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.store.close()
+            await runner.cleanup()
+            await pool.close()

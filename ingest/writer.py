@@ -1,0 +1,214 @@
+"""Batch storage: one transaction per batch, COPY into staging, idempotent INSERT.
+
+Inside one transaction a batch's readings are COPYed into a temporary table, each
+device's binding is resolved at the reading's own time, new rows are inserted with
+``ON CONFLICT DO NOTHING`` on (device, message id, metric, time), and every rejected
+message is written to ``quarantine``. Only after COMMIT does the caller acknowledge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from homeward.db.queries import load_queries
+from homeward.domain import DeviceMessage, Rejection, RejectReason
+from ingest.mqtt_source import Inbound
+from ingest.status import StatusUpdate
+
+log = logging.getLogger(__name__)
+Q = load_queries(Path(__file__).with_name("writer.sql"))
+
+Parsed = DeviceMessage | Rejection | StatusUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A message as received and as validated at the edge."""
+
+    inbound: Inbound
+    parsed: Parsed
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A reading newly stored by a batch (duplicates are not returned)."""
+
+    time: datetime
+    patient_id: int
+    device_id: str
+    metric: str
+    value: float
+    received_at: datetime
+    msg_id: str
+    on_oxygen: bool | None
+    consciousness: str | None
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    stored: list[StoredReading]
+    offered: int  # readings offered for storage
+    quarantined: int  # messages quarantined
+
+
+@dataclass
+class DeviceActivity:
+    last_msg_at: datetime
+    battery: float | None = None
+    firmware: str | None = None
+    status: str | None = None
+    status_at: datetime | None = None
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def safe_text(text: str, limit: int = 2000) -> str:
+    """Text PostgreSQL can store: NUL escaped, length bounded."""
+    return text.replace("\x00", "\\x00")[:limit]
+
+
+def _reading_rows(seq: int, item: Item, message: DeviceMessage) -> list[tuple[Any, ...]]:
+    received = _utc(item.inbound.received_at)
+    ctx = message.context
+    consciousness = ctx.consciousness.value if ctx.consciousness is not None else None
+    return [
+        (
+            seq,
+            message.measured_at,
+            message.device_id,
+            r.metric,
+            r.value,
+            received,
+            message.msg_id,
+            list(r.flags) or None,
+            ctx.on_oxygen,
+            consciousness,
+            item.late,
+            message.patient_nhs_number,
+        )
+        for r in message.readings
+    ]
+
+
+def _quarantine_row(item: Item, rejection: Rejection) -> dict[str, Any]:
+    return {
+        "received_at": _utc(item.inbound.received_at),
+        "topic": safe_text(item.inbound.topic, 512),
+        "device_id": rejection.device_id,
+        "msg_id": safe_text(rejection.msg_id, 200) if rejection.msg_id else None,
+        "reason": rejection.reason.value,
+        "detail": safe_text(rejection.detail),
+        "payload": item.inbound.payload,
+        "security_event": rejection.reason is RejectReason.PATIENT_MISMATCH,
+    }
+
+
+_UNRESOLVED_DETAIL = {
+    "unknown_device": "device {device} is not registered (homeward device add)",
+    "unbound_device": "device {device} is not bound to a patient at {time}",
+    "patient_mismatch": (
+        "payload names patient {claimed} but device {device} is bound to another patient; "
+        "the binding wins and the reading was not stored (security event)"
+    ),
+}
+
+
+class BatchStore:
+    """Owns one database connection for the writer; reconnects after a failure."""
+
+    def __init__(self, dsn: str, *, statement_timeout_ms: int = 30_000) -> None:
+        self._dsn = dsn
+        self._statement_timeout_ms = statement_timeout_ms
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn,
+                connect_timeout=5,
+                options=f"-c statement_timeout={self._statement_timeout_ms}",
+            )
+            await conn.execute(Q["create_incoming"])
+            await conn.commit()
+            self._conn = conn
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def reset(self) -> None:
+        """Drop the connection after an error; the next write reconnects."""
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            finally:
+                self._conn = None
+
+    async def write(
+        self, items: list[Item], activity: dict[str, DeviceActivity] | None = None
+    ) -> BatchResult:
+        """Store one batch in one transaction. Raises psycopg errors unchanged."""
+        conn = await self._connection()
+        rows: list[tuple[Any, ...]] = []
+        quarantine: list[dict[str, Any]] = []
+        accepted: dict[int, tuple[Item, DeviceMessage]] = {}
+        for seq, item in enumerate(items):
+            if isinstance(item.parsed, Rejection):
+                quarantine.append(_quarantine_row(item, item.parsed))
+            elif isinstance(item.parsed, DeviceMessage):
+                accepted[seq] = (item, item.parsed)
+                rows.extend(_reading_rows(seq, item, item.parsed))
+        stored: list[StoredReading] = []
+        async with conn.transaction():
+            cur = conn.cursor()
+            if rows:
+                async with cur.copy(Q["copy_incoming"]) as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+                await cur.execute(Q["unresolved_messages"])
+                for seq, reason, _bound in await cur.fetchall():
+                    item, message = accepted[seq]
+                    rejection = Rejection(
+                        RejectReason(reason),
+                        _UNRESOLVED_DETAIL[reason].format(
+                            device=message.device_id,
+                            time=message.measured_at.isoformat(),
+                            claimed=message.patient_nhs_number,
+                        ),
+                        device_id=message.device_id,
+                        msg_id=message.msg_id,
+                    )
+                    quarantine.append(_quarantine_row(item, rejection))
+                async with conn.cursor(row_factory=class_row(StoredReading)) as ins:
+                    await ins.execute(Q["store_readings"])
+                    stored = await ins.fetchall()
+            if quarantine:
+                await cur.executemany(Q["quarantine_message"], quarantine)
+            if activity:
+                await cur.execute(Q["touch_devices"], _activity_params(activity))
+        return BatchResult(stored=stored, offered=len(rows), quarantined=len(quarantine))
+
+
+def _activity_params(activity: dict[str, DeviceActivity]) -> dict[str, list[Any]]:
+    ids = sorted(activity)  # a fixed order: two workers never deadlock on devices rows
+    return {
+        "device_ids": ids,
+        "last_msg_at": [activity[d].last_msg_at for d in ids],
+        "battery": [activity[d].battery for d in ids],
+        "firmware": [activity[d].firmware for d in ids],
+        "status": [activity[d].status for d in ids],
+        "status_at": [activity[d].status_at for d in ids],
+    }

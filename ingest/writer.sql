@@ -1,0 +1,73 @@
+-- name: create_incoming
+-- A per-connection staging table; COPY lands here, then one set-based INSERT resolves
+-- each device's binding at the reading's own time and de-duplicates.
+CREATE TEMP TABLE IF NOT EXISTS incoming (
+    seq           integer NOT NULL,
+    time          timestamptz NOT NULL,
+    device_id     text NOT NULL,
+    metric        text NOT NULL,
+    value         double precision NOT NULL,
+    received_at   timestamptz NOT NULL,
+    msg_id        text NOT NULL,
+    flags         text[],
+    on_oxygen     boolean,
+    consciousness char(1),
+    late          boolean NOT NULL,
+    claimed_nhs   text
+) ON COMMIT DELETE ROWS
+
+-- name: copy_incoming
+COPY incoming (seq, time, device_id, metric, value, received_at, msg_id, flags, on_oxygen,
+               consciousness, late, claimed_nhs) FROM STDIN
+
+-- name: unresolved_messages
+-- Messages that cannot be stored: unknown device, no binding at that time, or a payload
+-- that names a different patient than the binding (the binding wins; security event).
+SELECT DISTINCT ON (i.seq) i.seq,
+       CASE WHEN d.device_id IS NULL THEN 'unknown_device'
+            WHEN b.binding_id IS NULL THEN 'unbound_device'
+            ELSE 'patient_mismatch' END AS reason,
+       p.nhs_number AS bound_nhs
+FROM incoming i
+LEFT JOIN devices d ON d.device_id = i.device_id
+LEFT JOIN device_bindings b
+       ON b.device_id = i.device_id AND tstzrange(b.valid_from, b.valid_to) @> i.time
+LEFT JOIN patients p ON p.patient_id = b.patient_id
+WHERE b.binding_id IS NULL OR (i.claimed_nhs IS NOT NULL AND i.claimed_nhs <> p.nhs_number)
+ORDER BY i.seq
+
+-- name: store_readings
+INSERT INTO readings (time, patient_id, device_id, metric, value, received_at, msg_id, flags,
+                      on_oxygen, consciousness, late)
+SELECT i.time, b.patient_id, i.device_id, i.metric, i.value, i.received_at, i.msg_id, i.flags,
+       i.on_oxygen, i.consciousness, i.late
+FROM incoming i
+JOIN device_bindings b
+  ON b.device_id = i.device_id AND tstzrange(b.valid_from, b.valid_to) @> i.time
+JOIN patients p ON p.patient_id = b.patient_id
+WHERE i.claimed_nhs IS NULL OR i.claimed_nhs = p.nhs_number
+ON CONFLICT DO NOTHING
+RETURNING time, patient_id, device_id, metric, value, received_at, msg_id, on_oxygen,
+          consciousness, late
+
+-- name: quarantine_message
+INSERT INTO quarantine (first_received_at, last_received_at, topic, device_id, msg_id, reason,
+                        detail, payload, payload_sha256, security_event)
+VALUES (%(received_at)s, %(received_at)s, %(topic)s, %(device_id)s, %(msg_id)s, %(reason)s,
+        %(detail)s, %(payload)s, sha256(%(payload)s), %(security_event)s)
+ON CONFLICT ON CONSTRAINT quarantine_once DO UPDATE
+   SET times_seen = quarantine.times_seen + 1,
+       last_received_at = GREATEST(quarantine.last_received_at, EXCLUDED.last_received_at)
+
+-- name: touch_devices
+-- Refresh the device activity cache (last message, battery, firmware, status).
+UPDATE devices d
+   SET last_msg_at = GREATEST(d.last_msg_at, s.last_msg_at),
+       battery     = COALESCE(s.battery, d.battery),
+       firmware    = COALESCE(s.firmware, d.firmware),
+       status      = COALESCE(s.status, d.status),
+       status_at   = CASE WHEN s.status IS NULL THEN d.status_at ELSE s.status_at END
+  FROM unnest(%(device_ids)s::text[], %(last_msg_at)s::timestamptz[], %(battery)s::real[],
+              %(firmware)s::text[], %(status)s::text[], %(status_at)s::timestamptz[])
+       AS s (device_id, last_msg_at, battery, firmware, status, status_at)
+ WHERE d.device_id = s.device_id

@@ -1,0 +1,105 @@
+"""Real services for the tests.
+
+When ``HOMEWARD_DATABASE_URL`` / ``HOMEWARD_MQTT_URL`` are set, the tests use those
+servers (each test gets its own database cloned from a migrated template, and its own
+topic root and client id on the broker). When they are not set, a private PostgreSQL
+and Mosquitto are started for the session. Every other ``HOMEWARD_`` variable is
+cleared so that tests build their settings explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from homeward.db.connect import with_database
+from homeward.db.migrate import upgrade
+from homeward.embedded.mosquitto import EmbeddedMosquitto, free_port
+from homeward.embedded.postgres import EmbeddedPostgres
+
+CONFIGURED_DB = os.environ.get("HOMEWARD_DATABASE_URL")
+CONFIGURED_MQTT = os.environ.get("HOMEWARD_MQTT_URL")
+for _name in [n for n in os.environ if n.startswith("HOMEWARD_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server URL we may create databases on."""
+    if CONFIGURED_DB:
+        yield CONFIGURED_DB
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
+    server.start()
+    yield server.admin_url
+    server.stop("immediate")
+
+
+def _admin(pg_url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(pg_url, autocommit=True)
+
+
+def _drop(pg_url: str, name: str) -> None:
+    with _admin(pg_url) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_url: str) -> Iterator[str]:
+    """A migrated database that each test clones (CREATE DATABASE … TEMPLATE)."""
+    name = f"homeward_tmpl_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_url) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    upgrade(with_database(pg_url, name))
+    yield name
+    _drop(pg_url, name)
+
+
+@pytest.fixture
+def db_url(pg_url: str, template_db: str) -> Iterator[str]:
+    name = f"homeward_t_{uuid.uuid4().hex[:10]}"
+    with _admin(pg_url) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
+    yield with_database(pg_url, name)
+    _drop(pg_url, name)
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if CONFIGURED_MQTT:
+        yield CONFIGURED_MQTT
+        return
+    broker = EmbeddedMosquitto(tmp_path_factory.mktemp("mqtt"), free_port())
+    broker.start()
+    yield broker.url
+    broker.stop()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A throwaway PostgreSQL this test may stop, kill and restart."""
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start()
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedMosquitto]:
+    """A throwaway Mosquitto this test may stop and restart."""
+    broker = EmbeddedMosquitto(tmp_path / "mqtt", free_port())
+    broker.start()
+    yield broker
+    broker.stop()

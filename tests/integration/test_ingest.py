@@ -1,0 +1,157 @@
+"""Publish over a real broker → rows in a real PostgreSQL, exactly once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from support import (
+    Publisher,
+    async_wait_until,
+    count_rows,
+    purge_session,
+    reading_payload,
+    running_service,
+    test_settings,
+)
+
+from devices.registry import add_device, add_patient
+from homeward.config import Settings
+
+NHS = "9434765919"
+OTHER_NHS = "9434765870"
+
+
+def register(db_url: str, device_id: str = "bp-1", nhs: str = NHS) -> None:
+    with psycopg.connect(db_url) as conn:
+        add_patient(conn, nhs_number=nhs, name="Test Patient", conditions=["hypertension"])
+        add_device(conn, device_id, patient_nhs_number=nhs)
+        conn.commit()
+
+
+@pytest.fixture
+def settings(db_url: str, broker_url: str) -> Settings:
+    s = test_settings(db_url, broker_url)
+    yield s  # type: ignore[misc]
+    purge_session(s)
+
+
+BP = [("systolic_bp", 152, "mm[Hg]"), ("diastolic_bp", 94, "mm[Hg]"), ("heart_rate", 88, "/min")]
+
+
+async def test_each_reading_stored_once_even_when_delivered_twice(
+    settings: Settings, db_url: str, broker_url: str
+) -> None:
+    register(db_url)
+    pub = Publisher(broker_url)
+    topic = settings.readings_topic("bp-1")
+    try:
+        async with running_service(settings) as service:
+            payload = reading_payload("bp-000184", BP)
+            pub.publish(topic, payload)
+            pub.publish(topic, payload)  # the same message again (a device retry)
+            await async_wait_until(lambda: service.pipeline.stats.batches >= 1 and
+                                   service.source.stats.acked >= 2, what="two acks")
+            await async_wait_until(lambda: count_rows(db_url) == 3, what="3 rows")
+            assert service.pipeline.stats.duplicates == 3
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT metric, value, device_id, msg_id FROM readings ORDER BY metric"
+        ).fetchall()
+    assert rows == [
+        ("diastolic_bp", 94.0, "bp-1", "bp-000184"),
+        ("heart_rate", 88.0, "bp-1", "bp-000184"),
+        ("systolic_bp", 152.0, "bp-1", "bp-000184"),
+    ]
+
+
+async def test_units_are_converted_and_flags_kept(
+    settings: Settings, db_url: str, broker_url: str
+) -> None:
+    register(db_url, "sc-1")
+    pub = Publisher(broker_url)
+    try:
+        async with running_service(settings):
+            pub.publish(
+                settings.readings_topic("sc-1"),
+                reading_payload("w-1", [("body_weight", 176.37, "[lb_av]")]),
+            )
+            await async_wait_until(lambda: count_rows(db_url) == 1, what="1 row")
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        value = conn.execute("SELECT value FROM readings").fetchone()
+    assert value is not None
+    assert value[0] == pytest.approx(80.0, abs=0.01)
+
+
+async def test_unknown_unbound_and_mismatched_devices_go_to_quarantine(
+    settings: Settings, db_url: str, broker_url: str
+) -> None:
+    register(db_url, "bp-1")
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO devices (device_id) VALUES ('bp-unbound')")
+        add_patient(conn, nhs_number=OTHER_NHS, name="Other Patient")
+        conn.commit()
+    pub = Publisher(broker_url)
+    try:
+        async with running_service(settings):
+            pub.publish(settings.readings_topic("bp-ghost"), reading_payload("g-1", BP))
+            pub.publish(settings.readings_topic("bp-unbound"), reading_payload("u-1", BP))
+            pub.publish(
+                settings.readings_topic("bp-1"),
+                reading_payload("m-1", BP, patient_id=OTHER_NHS),
+            )
+            pub.publish(settings.readings_topic("bp-1"), reading_payload("ok-1", BP))
+            await async_wait_until(
+                lambda: count_rows(db_url, "SELECT count(*) FROM quarantine") == 3,
+                what="3 quarantined",
+            )
+            await async_wait_until(lambda: count_rows(db_url) == 3, what="good message stored")
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        reasons = dict(
+            conn.execute("SELECT msg_id, reason FROM quarantine").fetchall()  # type: ignore[arg-type]
+        )
+        security = conn.execute(
+            "SELECT security_event FROM quarantine WHERE msg_id = 'm-1'"
+        ).fetchone()
+    assert reasons == {
+        "g-1": "unknown_device",
+        "u-1": "unbound_device",
+        "m-1": "patient_mismatch",
+    }
+    assert security == (True,)
+
+
+async def test_binding_is_resolved_at_the_time_of_measurement(
+    settings: Settings, db_url: str, broker_url: str
+) -> None:
+    """A device handed to a new patient: old readings stay with the old patient."""
+    register(db_url, "bp-1", NHS)
+    handover = datetime.now(UTC) - timedelta(hours=1)
+    with psycopg.connect(db_url) as conn:
+        add_patient(conn, nhs_number=OTHER_NHS, name="Second Patient")
+        add_device(conn, "bp-1", patient_nhs_number=OTHER_NHS, valid_from=handover)
+        conn.commit()
+    pub = Publisher(broker_url)
+    try:
+        async with running_service(settings):
+            topic = settings.readings_topic("bp-1")
+            pub.publish(topic, reading_payload("old", BP, measured_at=handover - timedelta(hours=2)))
+            pub.publish(topic, reading_payload("new", BP))
+            await async_wait_until(lambda: count_rows(db_url) == 6, what="6 rows")
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        owners = dict(
+            conn.execute(  # type: ignore[arg-type]
+                "SELECT DISTINCT r.msg_id, p.nhs_number FROM readings r"
+                " JOIN patients p USING (patient_id)"
+            ).fetchall()
+        )
+    assert owners == {"old": NHS, "new": OTHER_NHS}
