@@ -10,7 +10,8 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 POOL = web.AppKey("pool", AsyncConnectionPool)
-STATUS = web.AppKey("status", Callable[[], dict[str, Any]])
+StatusProvider = Callable[[], dict[str, Any]]
+STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -35,7 +36,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
-def create_app(pool: AsyncConnectionPool, status: Callable[[], dict[str, Any]]) -> web.Application:
+def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Application:
     app = web.Application()
     app[POOL] = pool
     app[STATUS] = status

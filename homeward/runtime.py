@@ -44,7 +44,9 @@ def services(settings: Settings, *, broker: bool = True) -> Iterator[Services]:
                 updates["database_url"] = pg.start()
                 started.append("postgresql")
         if broker and settings.mqtt_url is None:
-            mosquitto = EmbeddedMosquitto(settings.state_dir / "mosquitto", settings.embedded_mqtt_port)
+            mosquitto = EmbeddedMosquitto(
+                settings.state_dir / "mosquitto", settings.embedded_mqtt_port
+            )
             log.info("starting embedded Mosquitto on port %d", settings.embedded_mqtt_port)
             updates["mqtt_url"] = mosquitto.start()
             started.append("mosquitto")

@@ -137,9 +137,10 @@ class MqttSource:
             await asyncio.sleep(delay)
 
     async def _connect_once(self) -> None:
-        assert self._client is not None and self._loop is not None
+        assert self._client is not None
+        assert self._loop is not None
         s = self._settings
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.mqtt_session_expiry_s
         props.ReceiveMaximum = s.receive_maximum
         self._lost.clear()
@@ -241,7 +242,7 @@ class MqttSource:
                 mid=msg.mid,
                 generation=self.generation,
                 topic=msg.topic,
-                payload=msg.payload,
+                payload=bytes(msg.payload),
                 retained=bool(msg.retain),
                 qos=msg.qos,
                 received_at=now,

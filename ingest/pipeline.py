@@ -13,6 +13,7 @@ so the queue here never grows beyond that bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
-
 from devices.payload import parse_reading_message
+
 from homeward.config import Settings
 from homeward.domain import DeviceMessage, Rejection, RejectReason
 from ingest.mqtt_source import Inbound, backoff_s
@@ -160,10 +161,8 @@ class IngestPipeline:
                 continue
             if len(self._pending) < self._s.batch_size and not self._stopping:
                 self._full.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), timeout=flush_s)
-                except TimeoutError:
-                    pass
             count = min(len(self._pending), self._s.batch_size)
             batch = [self._pending.popleft() for _ in range(count)]
             await self._store_and_ack(batch)
@@ -267,4 +266,3 @@ class IngestPipeline:
             offered += result.offered
             quarantined += result.quarantined
         return BatchResult(stored, offered, quarantined)
-

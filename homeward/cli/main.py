@@ -125,7 +125,9 @@ def patient_add(
     from devices.registry import add_patient
 
     with database(ctx) as dsn, connect(dsn) as conn:
-        added = add_patient(conn, nhs_number=nhs_number, name=name, team=team, conditions=conditions)
+        added = add_patient(
+            conn, nhs_number=nhs_number, name=name, team=team, conditions=conditions
+        )
         conn.commit()
     emit_one(dataclasses.asdict(added), as_json=as_json)
 
@@ -270,3 +272,7 @@ def run(ctx: click.Context) -> None:
 
 
 # Commands that live in their own modules are registered below (see end of file).
+
+
+if __name__ == "__main__":
+    cli()

@@ -41,7 +41,9 @@ def emit(rows: Sequence[dict[str, Any]], *, as_json: bool, title: str | None = N
     for column in rows[0]:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_plain(v if not isinstance(v, bytes) else _default(v)) for v in row.values()))
+        table.add_row(
+            *(_plain(v if not isinstance(v, bytes) else _default(v)) for v in row.values())
+        )
     console.print(table)
 
 

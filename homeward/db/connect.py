@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -41,9 +42,7 @@ async def connect_async(
     dsn: str, *, autocommit: bool = False
 ) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
     with wrap_exceptions():
-        conn = await psycopg.AsyncConnection.connect(
-            dsn, autocommit=autocommit, connect_timeout=10
-        )
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, connect_timeout=10)
     try:
         yield conn
     finally:
@@ -52,7 +51,5 @@ async def connect_async(
 
 def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{dbname}"))

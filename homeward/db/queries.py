@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import LiteralString, cast
+from typing import LiteralString
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -25,5 +25,5 @@ def load_queries(path: Path) -> dict[str, LiteralString]:
         if name in queries:
             raise ValueError(f"{path.name}: query {name!r} defined twice")
         # The text comes from our own package files, never from input.
-        queries[name] = cast(LiteralString, body)
+        queries[name] = body
     return queries

@@ -22,6 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from homeward.errors import EmbeddedServiceError
 
 _CANDIDATE_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -165,8 +168,6 @@ class EmbeddedPostgres:
         return self.url
 
     def _wait_ready(self, timeout_s: float) -> None:
-        import psycopg
-
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -174,13 +175,12 @@ class EmbeddedPostgres:
                     return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise EmbeddedServiceError(f"PostgreSQL did not accept connections: {exc}")
+                    raise EmbeddedServiceError(
+                        f"PostgreSQL did not accept connections: {exc}"
+                    ) from exc
                 time.sleep(0.1)
 
     def _ensure_database(self) -> None:
-        import psycopg
-        from psycopg import sql
-
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)

@@ -51,8 +51,10 @@ async def test_each_reading_stored_once_even_when_delivered_twice(
             payload = reading_payload("bp-000184", BP)
             pub.publish(topic, payload)
             pub.publish(topic, payload)  # the same message again (a device retry)
-            await async_wait_until(lambda: service.pipeline.stats.batches >= 1 and
-                                   service.source.stats.acked >= 2, what="two acks")
+            await async_wait_until(
+                lambda: service.pipeline.stats.batches >= 1 and service.source.stats.acked >= 2,
+                what="two acks",
+            )
             await async_wait_until(lambda: count_rows(db_url) == 3, what="3 rows")
             assert service.pipeline.stats.duplicates == 3
     finally:
@@ -142,7 +144,9 @@ async def test_binding_is_resolved_at_the_time_of_measurement(
     try:
         async with running_service(settings):
             topic = settings.readings_topic("bp-1")
-            pub.publish(topic, reading_payload("old", BP, measured_at=handover - timedelta(hours=2)))
+            pub.publish(
+                topic, reading_payload("old", BP, measured_at=handover - timedelta(hours=2))
+            )
             pub.publish(topic, reading_payload("new", BP))
             await async_wait_until(lambda: count_rows(db_url) == 6, what="6 rows")
     finally:

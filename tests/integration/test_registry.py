@@ -34,7 +34,8 @@ def test_patient_add_is_idempotent_and_merges_conditions(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         first = add_patient(conn, nhs_number="943 476 5919", name="A", conditions=["copd"])
         again = add_patient(conn, nhs_number=NHS, name="A B", conditions=["heart_failure"])
-        assert first.created and not again.created
+        assert first.created
+        assert not again.created
         assert again.patient_id == first.patient_id
         assert again.conditions == ["copd", "heart_failure"]
         with pytest.raises(InvalidNhsNumber):
@@ -60,7 +61,8 @@ def test_device_rebinding_closes_the_previous_binding(db_url: str) -> None:
         ).fetchall()
         assert rows == [(NHS, False), (NHS_2, True)]
         stored = conn.execute("SELECT password_hash FROM devices").fetchone()
-        assert stored is not None and str(stored[0]).startswith("$7$")
+        assert stored is not None
+        assert str(stored[0]).startswith("$7$")
         with pytest.raises(NotFound):
             add_device(conn, "ox-2", patient_nhs_number="9990000026")
 
@@ -84,8 +86,19 @@ def test_cli_registry_round_trip(db_url: str, monkeypatch: pytest.MonkeyPatch) -
     runner = CliRunner()
     out = runner.invoke(
         cli,
-        ["patient", "add", "--nhs-number", NHS, "--name", "Test Patient", "--team", "deal",
-         "--condition", "copd", "--json"],
+        [
+            "patient",
+            "add",
+            "--nhs-number",
+            NHS,
+            "--name",
+            "Test Patient",
+            "--team",
+            "deal",
+            "--condition",
+            "copd",
+            "--json",
+        ],
     )
     assert out.exit_code == 0, out.output
     assert orjson.loads(out.stdout)["nhs_number"] == NHS
@@ -100,7 +113,8 @@ def test_cli_registry_round_trip(db_url: str, monkeypatch: pytest.MonkeyPatch) -
     assert missing.exit_code == 2
     assert "no patient" in missing.stderr
     out = runner.invoke(cli, ["quarantine", "list", "--json"])
-    assert out.exit_code == 0 and orjson.loads(out.stdout) == []
+    assert out.exit_code == 0
+    assert orjson.loads(out.stdout) == []
 
 
 def test_conflict_is_our_error(db_url: str) -> None:

@@ -26,7 +26,7 @@ def test_valid(number: str) -> None:
 @pytest.mark.parametrize("number", INVALID)
 def test_invalid_check_digit(number: str) -> None:
     assert not is_valid_nhs_number(number)
-    with pytest.raises(InvalidNhsNumber, match="check digit|not a valid"):
+    with pytest.raises(InvalidNhsNumber, match=r"check digit|not a valid"):
         normalise_nhs_number(number)
 
 
@@ -52,4 +52,3 @@ def test_every_nine_digits_have_at_most_one_valid_completion(first_nine: str) ->
     completions = [d for d in "0123456789" if is_valid_nhs_number(first_nine + d)]
     expected = check_digit(first_nine)
     assert completions == ([] if expected is None else [str(expected)])
-

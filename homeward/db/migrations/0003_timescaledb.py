@@ -50,7 +50,9 @@ def apply(conn) -> None:  # type: ignore[no-untyped-def]
             " FROM readings GROUP BY 1, 2, 3 WITH NO DATA"
         )
         # Real-time aggregation: recent, not yet materialised buckets are still included.
-        cursor.execute(f"ALTER MATERIALIZED VIEW {name} SET (timescaledb.materialized_only = false)")
+        cursor.execute(
+            f"ALTER MATERIALIZED VIEW {name} SET (timescaledb.materialized_only = false)"
+        )
 
 
 def rollback(conn) -> None:  # type: ignore[no-untyped-def]
