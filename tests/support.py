@@ -25,7 +25,7 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-def test_settings(db_url: str, broker_url: str, **overrides: Any) -> Settings:
+def make_settings(db_url: str, broker_url: str, **overrides: Any) -> Settings:
     tag = unique()
     values: dict[str, Any] = {
         "database_url": db_url,

@@ -13,7 +13,7 @@ from support import (
     purge_session,
     reading_payload,
     running_service,
-    test_settings,
+    make_settings,
 )
 
 from devices.registry import add_device, add_patient
@@ -32,7 +32,7 @@ def register(db_url: str, device_id: str = "bp-1", nhs: str = NHS) -> None:
 
 @pytest.fixture
 def settings(db_url: str, broker_url: str) -> Settings:
-    s = test_settings(db_url, broker_url)
+    s = make_settings(db_url, broker_url)
     yield s  # type: ignore[misc]
     purge_session(s)
 
