@@ -31,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from homeward.config import Settings
 
@@ -218,8 +219,10 @@ class MqttSource:
             flags.session_present,
             self.generation,
         )
-        for topic in self._subscriptions:
-            client.subscribe(topic, qos=1)
+        # Retain-as-published: a retained publish on a readings topic keeps its flag, so
+        # it can be quarantined (readings must never be retained).
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
+        client.subscribe([(topic, options) for topic in self._subscriptions])
         if self._on_connected is not None:
             self._on_connected(self.generation)
         self._connack.set_result(None)

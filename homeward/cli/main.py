@@ -233,9 +233,16 @@ def quarantine_list(
     with database(ctx) as dsn, connect(dsn) as conn:
         rows = list_quarantine(conn, limit=limit, reason=reason, device_id=device_id)
     if not as_json:
-        for row in rows:
-            payload = bytes(row.pop("payload"))
-            row["payload"] = payload[:60].decode("utf-8", "backslashreplace")
+        keep = (
+            "quarantine_id",
+            "last_received_at",
+            "times_seen",
+            "device_id",
+            "msg_id",
+            "reason",
+            "detail",
+        )
+        rows = [{key: row[key] for key in keep} for row in rows]
     emit(rows, as_json=as_json, title="quarantined messages")
 
 
