@@ -38,7 +38,7 @@ def make_settings(db_url: str, broker_url: str, **overrides: Any) -> Settings:
         "mqtt_keepalive_s": 5,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def reading_payload(
@@ -104,7 +104,7 @@ def purge_session(settings: Settings) -> None:
     )
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     with contextlib.suppress(OSError):
         client.connect(endpoint.host, endpoint.port, clean_start=True, properties=props)
@@ -116,7 +116,7 @@ def purge_session(settings: Settings) -> None:
 
 def count_rows(db_url: str, sql: str = "SELECT count(*) FROM readings", *args: Any) -> int:
     with psycopg.connect(db_url) as conn:
-        row = conn.execute(sql, args or None).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(sql, args or None).fetchone()
         assert row is not None
         return int(row[0])
 

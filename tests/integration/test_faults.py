@@ -20,9 +20,9 @@ from support import (
     Publisher,
     async_wait_until,
     count_rows,
+    make_settings,
     reading_payload,
     running_service,
-    make_settings,
     wait_until,
 )
 

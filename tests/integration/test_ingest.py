@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -10,10 +11,10 @@ from support import (
     Publisher,
     async_wait_until,
     count_rows,
+    make_settings,
     purge_session,
     reading_payload,
     running_service,
-    make_settings,
 )
 
 from devices.registry import add_device, add_patient
@@ -31,9 +32,9 @@ def register(db_url: str, device_id: str = "bp-1", nhs: str = NHS) -> None:
 
 
 @pytest.fixture
-def settings(db_url: str, broker_url: str) -> Settings:
+def settings(db_url: str, broker_url: str) -> Iterator[Settings]:
     s = make_settings(db_url, broker_url)
-    yield s  # type: ignore[misc]
+    yield s
     purge_session(s)
 
 
@@ -116,8 +117,8 @@ async def test_unknown_unbound_and_mismatched_devices_go_to_quarantine(
     finally:
         pub.close()
     with psycopg.connect(db_url) as conn:
-        reasons = dict(
-            conn.execute("SELECT msg_id, reason FROM quarantine").fetchall()  # type: ignore[arg-type]
+        reasons: dict[str, str] = dict(
+            conn.execute("SELECT msg_id, reason FROM quarantine").fetchall()
         )
         security = conn.execute(
             "SELECT security_event FROM quarantine WHERE msg_id = 'm-1'"
@@ -152,8 +153,8 @@ async def test_binding_is_resolved_at_the_time_of_measurement(
     finally:
         pub.close()
     with psycopg.connect(db_url) as conn:
-        owners = dict(
-            conn.execute(  # type: ignore[arg-type]
+        owners: dict[str, str] = dict(
+            conn.execute(
                 "SELECT DISTINCT r.msg_id, p.nhs_number FROM readings r"
                 " JOIN patients p USING (patient_id)"
             ).fetchall()
