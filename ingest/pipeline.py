@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
-from devices.payload import parse_reading_message
 
+from devices.payload import parse_reading_message
 from homeward.config import Settings
 from homeward.domain import DeviceMessage, Rejection, RejectReason
 from ingest.mqtt_source import Inbound, backoff_s

@@ -16,6 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from devices.registry import add_device, add_patient
+from homeward.config import Settings
+from homeward.db.migrate import upgrade
+from homeward.embedded.mosquitto import EmbeddedMosquitto
+from homeward.embedded.postgres import EmbeddedPostgres
 from support import (
     Publisher,
     async_wait_until,
@@ -25,12 +31,6 @@ from support import (
     running_service,
     wait_until,
 )
-
-from devices.registry import add_device, add_patient
-from homeward.config import Settings
-from homeward.db.migrate import upgrade
-from homeward.embedded.mosquitto import EmbeddedMosquitto
-from homeward.embedded.postgres import EmbeddedPostgres
 
 pytestmark = pytest.mark.slow
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
-from support import make_settings, purge_session, running_service
 
 from homeward.db.migrate import upgrade
 from homeward.embedded.postgres import EmbeddedPostgres
+from support import make_settings, purge_session, running_service
 
 
 async def test_health_reports_connected_services(db_url: str, broker_url: str) -> None:

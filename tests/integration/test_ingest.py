@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+
+from devices.registry import add_device, add_patient
+from homeward.config import Settings
 from support import (
     Publisher,
     async_wait_until,
@@ -16,9 +19,6 @@ from support import (
     reading_payload,
     running_service,
 )
-
-from devices.registry import add_device, add_patient
-from homeward.config import Settings
 
 NHS = "9434765919"
 OTHER_NHS = "9434765870"

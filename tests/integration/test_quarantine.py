@@ -10,6 +10,10 @@ import orjson
 import psycopg
 import pytest
 from click.testing import CliRunner
+
+from devices.registry import add_device, add_patient
+from homeward.cli.main import cli
+from homeward.config import Settings
 from support import (
     Publisher,
     async_wait_until,
@@ -19,10 +23,6 @@ from support import (
     reading_payload,
     running_service,
 )
-
-from devices.registry import add_device, add_patient
-from homeward.cli.main import cli
-from homeward.config import Settings
 
 NHS = "9434765919"
 OTHER = "4010232137"
