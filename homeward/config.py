@@ -65,7 +65,9 @@ class Settings(BaseSettings):
 
     # Ingest
     batch_size: int = Field(default=2000, ge=1, le=100_000, description="messages per batch")
-    flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
+    flush_interval_ms: int = Field(
+        default=5, ge=1, le=60_000, description="linger for more messages before a batch"
+    )
     receive_maximum: int = Field(
         default=8000,
         ge=1,

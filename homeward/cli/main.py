@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from homeward.cli.bench_cmd import bench
 from homeward.cli.output import emit, emit_one
 from homeward.config import Settings
 from homeward.db.connect import connect
@@ -278,7 +279,8 @@ def run(ctx: click.Context) -> None:
     run_until_signal(service.run)
 
 
-# Commands that live in their own modules are registered below (see end of file).
+# Commands that live in their own modules.
+cli.add_command(bench)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The benchmark: Homeward against the raw limits of the same machine, in one run."""

@@ -1,0 +1,260 @@
+"""``homeward bench``: every figure measured in the same run as its reference."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+
+from homeward.bench import drain
+from homeward.bench.stats import percentiles_ms, summarise
+from homeward.bench.workload import (
+    READINGS_PER_MESSAGE,
+    create_session,
+    make_messages,
+    publish_all,
+    register_fleet,
+)
+from homeward.config import Settings
+from homeward.db.connect import with_database
+from homeward.db.migrate import upgrade
+from homeward.db.policies import timescaledb_enabled
+from homeward.embedded.mosquitto import EmbeddedMosquitto, free_port
+from homeward.embedded.postgres import EmbeddedPostgres
+from ingest.service import HomewardService
+from ingest.writer import StoredReading
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchParams:
+    messages: int = 200_000
+    patients: int = 10_000
+    naive_messages: int = 20_000
+    repetitions: int = 3
+    load_rate: float = 2_000.0
+    load_duration_s: float = 60.0
+
+    @classmethod
+    def quick(cls) -> BenchParams:
+        return cls(
+            messages=20_000,
+            patients=2_000,
+            naive_messages=3_000,
+            load_rate=500,
+            load_duration_s=10,
+        )
+
+
+@contextlib.contextmanager
+def bench_database(settings: Settings, workdir: Path) -> Iterator[str]:
+    """A fresh database on the configured server, or on a private embedded one."""
+    name = f"homeward_bench_{os.getpid()}"
+    if settings.database_url:
+        admin = settings.database_url
+        server = None
+    else:
+        server = EmbeddedPostgres(workdir / "pg", free_port())
+        admin = server.start()
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield with_database(admin, name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        if server is not None:
+            server.stop("fast")
+
+
+def _storage(dsn: str) -> dict[str, Any]:
+    with psycopg.connect(dsn) as conn:
+        count = conn.execute("SELECT count(*) FROM readings").fetchone()
+        size = conn.execute("SELECT pg_total_relation_size('readings')").fetchone()
+        if timescaledb_enabled(conn):
+            size = conn.execute("SELECT hypertable_size('readings')").fetchone()
+        assert count is not None
+        assert size is not None
+        rows = int(count[0])
+        result: dict[str, Any] = {"bytes_per_reading": int(size[0]) / rows if rows else None}
+        result["bytes_per_reading_compressed"] = None
+        if timescaledb_enabled(conn):
+            conn.execute("SELECT compress_chunk(c, true) FROM show_chunks('readings') c")
+            after = conn.execute("SELECT hypertable_size('readings')").fetchone()
+            conn.commit()
+            assert after is not None
+            result["bytes_per_reading_compressed"] = int(after[0]) / rows if rows else None
+    return result
+
+
+def _check_exactly_once(dsn: str, expected: int) -> tuple[int, int]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (device_id, msg_id, metric)) FROM readings"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _drain_round(
+    base: Settings, dsn: str, messages: list[tuple[str, bytes]], params: BenchParams, rep: int
+) -> dict[str, Any]:
+    tag = f"r{rep}-{time.monotonic_ns()}"
+    hw = base.model_copy(update={"mqtt_client_id": f"hw-{tag}", "mqtt_share_group": f"hw{tag}"})
+    noop_id, naive_id = f"noop-{tag}", f"naive-{tag}"
+    for client_id, group in (
+        (hw.mqtt_client_id, hw.mqtt_share_group),
+        (noop_id, f"noop{tag}"),
+        (naive_id, f"naive{tag}"),
+    ):
+        create_session(base, client_id, f"$share/{group}/{base.readings_topic()}")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("TRUNCATE readings")
+        conn.commit()
+    publish_rate = publish_all(base, messages)
+    n = len(messages)
+    noop = drain.drain_noop(base, noop_id, n, timeout_s=600)
+    homeward = asyncio.run(drain.drain_homeward(hw, n * READINGS_PER_MESSAGE, timeout_s=900))
+    stored, distinct = _check_exactly_once(dsn, n * READINGS_PER_MESSAGE)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("TRUNCATE readings")
+        conn.commit()
+    naive = drain.drain_naive(base, naive_id, params.naive_messages, timeout_s=600)
+    copy = drain.copy_limit(dsn, messages)
+    return {
+        "publish_messages_per_s": publish_rate,
+        "homeward": homeward.readings_per_s,
+        "noop": noop.readings_per_s,
+        "naive": naive.readings_per_s,
+        "copy": copy.readings_per_s,
+        "lost": n * READINGS_PER_MESSAGE - distinct,
+        "duplicated": stored - distinct,
+    }
+
+
+async def _latency(base: Settings, dsn: str, params: BenchParams) -> list[float]:
+    latencies: list[float] = []
+
+    async def record(rows: list[StoredReading]) -> None:
+        now = datetime.now(UTC)
+        latencies.extend((now - r.time).total_seconds() for r in rows)
+
+    settings = base.model_copy(update={"mqtt_client_id": f"hw-lat-{os.getpid()}"})
+    service = HomewardService(settings, handlers=(record,))
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(service.run(stop, ready=ready))
+    await ready.wait()
+    while not service.source.stats.connected:
+        await asyncio.sleep(0.05)
+    load = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "homeward.bench.load",
+        base.mqtt_url or "",
+        base.topic_root,
+        str(params.load_rate),
+        str(params.load_duration_s),
+        "bench-bp-",
+        str(params.patients),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await load.communicate()
+    sent = int(out.decode().strip() or 0)
+    deadline = time.monotonic() + 30
+    while (
+        service.pipeline.stats.stored < sent * READINGS_PER_MESSAGE and time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    return latencies
+
+
+def run_benchmark(settings: Settings, params: BenchParams) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="homeward-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = EmbeddedMosquitto(workdir / "mqtt", free_port(), autosave_interval_s=60)
+        broker.start()
+        try:
+            with bench_database(settings, workdir) as dsn:
+                return _run(settings, params, broker.url, dsn)
+        finally:
+            broker.stop()
+
+
+def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> dict[str, Any]:
+    base = settings.model_copy(
+        update={
+            "database_url": dsn,
+            "mqtt_url": broker_url,
+            "http_port": 0,
+            "topic_root": "bench/homeward/v1",
+        }
+    )
+    upgrade(dsn)
+    console.print(f"registering {params.patients} patients and devices …")
+    devices = register_fleet(dsn, params.patients)
+    messages = make_messages(base, devices, params.messages)
+    rounds = []
+    for rep in range(params.repetitions):
+        console.print(f"drain round {rep + 1}/{params.repetitions} ({len(messages)} messages) …")
+        rounds.append(_drain_round(base, dsn, messages, params, rep))
+    console.print(f"steady load {params.load_rate:.0f} msg/s for {params.load_duration_s:.0f} s …")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("TRUNCATE readings")
+        conn.commit()
+    latencies = asyncio.run(_latency(base, dsn, params))
+    storage = _storage(dsn)
+    commit = percentiles_ms(latencies)
+    result: dict[str, Any] = {}
+    result |= summarise("drain_readings_per_s", [r["homeward"] for r in rounds])
+    result |= summarise("drain_ratio_noop", [r["homeward"] / r["noop"] for r in rounds])
+    result |= summarise("drain_ratio_naive", [r["homeward"] / r["naive"] for r in rounds])
+    result |= summarise("noop_readings_per_s", [r["noop"] for r in rounds])
+    result |= summarise("naive_readings_per_s", [r["naive"] for r in rounds])
+    result |= summarise("copy_readings_per_s", [r["copy"] for r in rounds])
+    result |= summarise("latency_commit_p50_ms", [commit["p50"]])
+    result |= summarise("latency_commit_p99_ms", [commit["p99"]])
+    result |= summarise("latency_commit_max_ms", [commit["max"]])
+    for key in (
+        "latency_alert_p99_ms",
+        "rule_us_per_reading",
+        "rss_mb_per_10k_patients",
+        "api_queue_p99_ms",
+        "api_patient_7d_p99_ms",
+    ):
+        result |= summarise(key, [None])  # measured once the rules, alerts and API exist
+    result |= summarise("bytes_per_reading", [storage["bytes_per_reading"]])
+    result |= summarise("bytes_per_reading_compressed", [storage["bytes_per_reading_compressed"]])
+    result["lost"] = sum(r["lost"] for r in rounds)
+    result["duplicated"] = sum(r["duplicated"] for r in rounds)
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    with psycopg.connect(dsn) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        result["machine"]["postgresql"] = version[0] if version else None
+        result["machine"]["timescaledb"] = timescaledb_enabled(conn)
+    result["params"] = dataclasses.asdict(params)
+    return result
