@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import select
 import ssl
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from homeward.config import Settings
 
 log = logging.getLogger(__name__)
+_READ_BURST = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +258,15 @@ class MqttSource:
         assert self._loop is not None
 
         def readable() -> None:
+            # paho reads one packet per call; keep reading while bytes are waiting so a
+            # busy stream costs one event-loop turn per burst, not one per message.
             self.stats.last_inbound_at = time.monotonic()
-            client.loop_read(max_packets=64)
+            for _ in range(_READ_BURST):
+                if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                    return
+                pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending()
+                if not pending_tls and not select.select([sock], [], [], 0)[0]:
+                    return
 
         self.stats.last_inbound_at = time.monotonic()
         self._loop.add_reader(sock, readable)

@@ -31,7 +31,8 @@ SELECT DISTINCT ON (i.seq) i.seq,
 FROM incoming i
 LEFT JOIN devices d ON d.device_id = i.device_id
 LEFT JOIN device_bindings b
-       ON b.device_id = i.device_id AND tstzrange(b.valid_from, b.valid_to) @> i.time
+       ON b.device_id = i.device_id AND b.valid_from <= i.time
+      AND (b.valid_to IS NULL OR i.time < b.valid_to)
 LEFT JOIN patients p ON p.patient_id = b.patient_id
 WHERE b.binding_id IS NULL OR (i.claimed_nhs IS NOT NULL AND i.claimed_nhs <> p.nhs_number)
 ORDER BY i.seq
@@ -43,7 +44,7 @@ SELECT i.time, b.patient_id, i.device_id, i.metric, i.value, i.received_at, i.ms
        i.on_oxygen, i.consciousness, i.late
 FROM incoming i
 JOIN device_bindings b
-  ON b.device_id = i.device_id AND tstzrange(b.valid_from, b.valid_to) @> i.time
+  ON b.device_id = i.device_id AND b.valid_from <= i.time AND (b.valid_to IS NULL OR i.time < b.valid_to)
 JOIN patients p ON p.patient_id = b.patient_id
 WHERE i.claimed_nhs IS NULL OR i.claimed_nhs = p.nhs_number
 ON CONFLICT DO NOTHING
