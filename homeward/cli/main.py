@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from homeward.cli.bench_cmd import bench
+from homeward.cli.demo_cmd import demo
 from homeward.cli.output import emit, emit_one
 from homeward.config import Settings
 from homeward.db.connect import connect
@@ -59,6 +60,7 @@ def cli(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("yoyo").setLevel(logging.WARNING)
     ctx.obj = settings
 
 
@@ -281,6 +283,7 @@ def run(ctx: click.Context) -> None:
 
 # Commands that live in their own modules.
 cli.add_command(bench)
+cli.add_command(demo)
 
 
 if __name__ == "__main__":

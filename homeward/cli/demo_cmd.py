@@ -1,0 +1,165 @@
+"""``homeward demo``: the whole pipeline on embedded services with a simulated fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import click
+import psycopg
+
+from devices.fleet_publisher import FleetPublisher
+from devices.registry import add_device, add_patient
+from devices.simulator import SimPatient, Simulator, generate_fleet
+from homeward.config import Settings
+from homeward.db.migrate import upgrade
+from homeward.db.policies import apply_policies
+from homeward.runtime import services
+from ingest.service import HomewardService
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    patients: int
+    day_s: float
+    wearables: bool
+    bad_rate: float
+    seed: int
+
+
+def register(dsn: str, fleet: list[SimPatient]) -> None:
+    with psycopg.connect(dsn) as conn:
+        for p in fleet:
+            add_patient(
+                conn, nhs_number=p.nhs_number, name=p.name, team=p.team, conditions=p.conditions
+            )
+            for device in p.devices:
+                add_device(
+                    conn, device.device_id, patient_nhs_number=p.nhs_number, kind=device.kind
+                )
+        conn.commit()
+
+
+def counts(dsn: str) -> tuple[int, int, int]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM quarantine),"
+            " (SELECT count(*) FROM alerts WHERE state <> 'resolved')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def simulate(
+    settings: Settings,
+    fleet: list[SimPatient],
+    options: DemoOptions,
+    first_run: bool,
+    stop: threading.Event,
+) -> None:
+    """The fleet's devices, in a thread (paho's client is synchronous)."""
+    sim = Simulator(
+        fleet,
+        start=datetime.now(UTC),
+        day_s=options.day_s,
+        bad_rate=options.bad_rate,
+        seed=options.seed,
+    )
+    with FleetPublisher(settings) as publisher:
+        for patient in fleet:
+            for device in patient.devices:
+                publisher.publish_status(device.device_id, "online")
+        if first_run:
+            for message in sim.history(datetime.now(UTC)):
+                publisher.publish(message)
+        next_round = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_round:
+                for message in sim.spot_round(datetime.now(UTC)):
+                    publisher.publish(message)
+                next_round = now + options.day_s
+            if options.wearables:
+                for message in sim.wearable_tick(datetime.now(UTC)):
+                    publisher.publish(message)
+            publisher.flush()
+            stop.wait(1.0)
+
+
+async def run_demo(settings: Settings, options: DemoOptions) -> None:
+    dsn = settings.dsn
+    fleet = generate_fleet(options.patients, seed=options.seed, wearables=options.wearables)
+    register(dsn, fleet)
+    first_run = counts(dsn)[0] == 0
+    service = HomewardService(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ready = asyncio.Event()
+    service_task = asyncio.create_task(service.run(stop, ready=ready), name="service")
+    await ready.wait()
+    click.echo(
+        f"\nHomeward demo is running ({options.patients} patients, a simulated day every "
+        f"{options.day_s:.0f} s, {'' if first_run else 'resumed, '}Ctrl-C to stop).\n"
+        f"  health:      http://{settings.http_host}:{service.http_port}/health\n"
+        f"  database:    psql {dsn}\n"
+        f"  broker:      {settings.mqtt_url}  (topics {settings.topic_root}/devices/+/readings)\n"
+        f"  quarantine:  .venv/bin/homeward quarantine list\n"
+        f"  patients:    .venv/bin/homeward patient list\n"
+    )
+    sim_stop = threading.Event()
+    sim_task = asyncio.create_task(
+        asyncio.to_thread(simulate, settings, fleet, options, first_run, sim_stop), name="sim"
+    )
+    try:
+        while not stop.is_set():
+            if service_task.done() or sim_task.done():
+                break
+            readings, quarantined, alerts = await asyncio.to_thread(counts, dsn)
+            click.echo(
+                f"{datetime.now().strftime('%H:%M:%S')}  readings stored {readings:>8}  "
+                f"quarantined {quarantined:>5}  open alerts {alerts:>4}"
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=5)
+            except TimeoutError:
+                pass
+    finally:
+        click.echo("stopping: simulator, then ingest (stores and acknowledges what it holds) …")
+        sim_stop.set()
+        await sim_task
+        stop.set()
+        await service_task
+    click.echo("stopped; run `make demo` again to resume with the data kept.")
+
+
+@click.command("demo")
+@click.option("--patients", default=40, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--day-seconds",
+    "day_s",
+    default=60.0,
+    show_default=True,
+    help="Length of a simulated day (spot readings once per day).",
+)
+@click.option("--wearables/--no-wearables", default=False, help="Add 1 Hz wearables.")
+@click.option("--bad-rate", default=0.01, show_default=True, help="Share of bad payloads.")
+@click.option("--seed", default=1, show_default=True)
+def demo(patients: int, day_s: float, wearables: bool, bad_rate: float, seed: int) -> None:
+    """Start embedded PostgreSQL and Mosquitto (unless configured), migrate, register a
+    simulated fleet and run the service with it until Ctrl-C."""
+    settings = Settings()
+    with services(settings) as svc:
+        upgrade(svc.settings.dsn)
+        apply_policies(
+            svc.settings.dsn,
+            compress_after_days=settings.compress_after_days,
+            retention_days=settings.retention_days,
+        )
+        options = DemoOptions(patients, day_s, wearables, bad_rate, seed)
+        asyncio.run(run_demo(svc.settings, options))
