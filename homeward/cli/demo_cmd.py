@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 import time
@@ -125,10 +126,8 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
                 f"{datetime.now().strftime('%H:%M:%S')}  readings stored {readings:>8}  "
                 f"quarantined {quarantined:>5}  open alerts {alerts:>4}"
             )
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=5)
-            except TimeoutError:
-                pass
     finally:
         click.echo("stopping: simulator, then ingest (stores and acknowledges what it holds) …")
         sim_stop.set()
