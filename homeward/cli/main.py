@@ -19,6 +19,7 @@ import click
 from homeward.cli.bench_cmd import bench
 from homeward.cli.demo_cmd import demo
 from homeward.cli.output import emit, emit_one
+from homeward.cli.simulate_cmd import simulate
 from homeward.config import Settings
 from homeward.db.connect import connect
 from homeward.errors import HomewardError
@@ -284,6 +285,7 @@ def run(ctx: click.Context) -> None:
 # Commands that live in their own modules.
 cli.add_command(bench)
 cli.add_command(demo)
+cli.add_command(simulate)
 
 
 if __name__ == "__main__":
