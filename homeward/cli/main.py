@@ -18,6 +18,7 @@ import click
 
 from homeward.cli.bench_cmd import bench
 from homeward.cli.demo_cmd import demo
+from homeward.cli.news2_cmd import news2
 from homeward.cli.output import emit, emit_one
 from homeward.cli.simulate_cmd import simulate
 from homeward.config import Settings
@@ -286,6 +287,7 @@ def run(ctx: click.Context) -> None:
 cli.add_command(bench)
 cli.add_command(demo)
 cli.add_command(simulate)
+cli.add_command(news2)
 
 
 if __name__ == "__main__":

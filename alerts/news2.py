@@ -1,0 +1,238 @@
+"""NEWS2 (Royal College of Physicians, 2017, chart 1) — a pure function of one vital set.
+
+Rounding, stated once: temperature is rounded to one decimal and every other parameter
+to a whole number, half away from zero (``ROUND_HALF_UP``), before the chart is applied;
+36.05 °C scores as 36.1, a respiratory rate of 20.5 as 21.
+
+Missing parameters are never scored 0: the score covers the parameters present, is
+marked ``partial`` and lists what is missing. With SpO2 scale 2 and the air/oxygen
+status unknown, a saturation of 93% or more is scored as on air — and the score is
+partial because ``on_oxygen`` is missing. NEWS2 is not validated for self-measurement
+at home: it is a prompt for a person to look, not a diagnosis (docs/news2.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any
+
+from homeward.domain import Consciousness
+from homeward.errors import ValidationError
+
+PARAMETERS = (
+    "respiratory_rate",
+    "spo2",
+    "on_oxygen",
+    "systolic_bp",
+    "heart_rate",
+    "consciousness",
+    "body_temperature",
+)
+
+
+class Band(StrEnum):
+    LOW = "low"  # 0–4: assessment by a registered nurse (0: routine monitoring)
+    LOW_MEDIUM = "low-medium"  # a 3 in any single parameter: urgent ward-based response
+    MEDIUM = "medium"  # 5–6: urgent review — the key threshold
+    HIGH = "high"  # 7 or more: emergency assessment
+
+
+@dataclass(frozen=True, slots=True)
+class VitalSet:
+    """Canonical units: /min, %, mm[Hg], Cel."""
+
+    respiratory_rate: float | None = None
+    spo2: float | None = None
+    spo2_scale: int = 1
+    on_oxygen: bool | None = None
+    systolic_bp: float | None = None
+    heart_rate: float | None = None
+    consciousness: Consciousness | None = None
+    body_temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class News2Score:
+    score: int
+    band: Band
+    single_parameter_3: bool
+    partial: bool
+    missing: tuple[str, ...]
+    points: Mapping[str, int] = field(default_factory=dict)
+
+
+def _round(value: float, places: int = 0) -> Decimal:
+    if not math.isfinite(value) or value < 0:
+        raise ValidationError(f"a vital sign must be a finite, non-negative number, got {value}")
+    return Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def respiratory_rate_points(rate: float) -> int:
+    r = _round(rate)
+    if r <= 8:
+        return 3
+    if r <= 11:
+        return 1
+    if r <= 20:
+        return 0
+    if r <= 24:
+        return 2
+    return 3
+
+
+def spo2_points(spo2: float, *, scale: int, on_oxygen: bool | None) -> int:
+    s = _round(spo2)
+    if scale == 1:
+        if s <= 91:
+            return 3
+        if s <= 93:
+            return 2
+        if s <= 95:
+            return 1
+        return 0
+    if scale != 2:
+        raise ValidationError(f"SpO2 scale must be 1 or 2, got {scale}")
+    if s <= 83:
+        return 3
+    if s <= 85:
+        return 2
+    if s <= 87:
+        return 1
+    if s <= 92 or not on_oxygen:
+        return 0  # 88–92, or ≥ 93 on air
+    if s <= 94:
+        return 1
+    if s <= 96:
+        return 2
+    return 3
+
+
+def oxygen_points(on_oxygen: bool) -> int:
+    return 2 if on_oxygen else 0
+
+
+def systolic_points(systolic: float) -> int:
+    s = _round(systolic)
+    if s <= 90:
+        return 3
+    if s <= 100:
+        return 2
+    if s <= 110:
+        return 1
+    if s <= 219:
+        return 0
+    return 3
+
+
+def pulse_points(pulse: float) -> int:
+    p = _round(pulse)
+    if p <= 40:
+        return 3
+    if p <= 50:
+        return 1
+    if p <= 90:
+        return 0
+    if p <= 110:
+        return 1
+    if p <= 130:
+        return 2
+    return 3
+
+
+def consciousness_points(level: Consciousness) -> int:
+    return 0 if level is Consciousness.ALERT else 3
+
+
+def temperature_points(celsius: float) -> int:
+    t = _round(celsius, 1)
+    if t <= Decimal("35.0"):
+        return 3
+    if t <= Decimal("36.0"):
+        return 1
+    if t <= Decimal("38.0"):
+        return 0
+    if t <= Decimal("39.0"):
+        return 1
+    return 2
+
+
+def band_for(score: int, single_parameter_3: bool) -> Band:
+    if score >= 7:
+        return Band.HIGH
+    if score >= 5:
+        return Band.MEDIUM
+    if single_parameter_3:
+        return Band.LOW_MEDIUM
+    return Band.LOW
+
+
+def score_news2(v: VitalSet) -> News2Score:
+    points: dict[str, int] = {}
+    if v.respiratory_rate is not None:
+        points["respiratory_rate"] = respiratory_rate_points(v.respiratory_rate)
+    if v.spo2 is not None:
+        points["spo2"] = spo2_points(v.spo2, scale=v.spo2_scale, on_oxygen=v.on_oxygen)
+    if v.on_oxygen is not None:
+        points["on_oxygen"] = oxygen_points(v.on_oxygen)
+    if v.systolic_bp is not None:
+        points["systolic_bp"] = systolic_points(v.systolic_bp)
+    if v.heart_rate is not None:
+        points["heart_rate"] = pulse_points(v.heart_rate)
+    if v.consciousness is not None:
+        points["consciousness"] = consciousness_points(v.consciousness)
+    if v.body_temperature is not None:
+        points["body_temperature"] = temperature_points(v.body_temperature)
+    missing = tuple(p for p in PARAMETERS if p not in points)
+    score = sum(points.values())
+    single = any(p == 3 for p in points.values())
+    return News2Score(score, band_for(score, single), single, bool(missing), missing, points)
+
+
+_NUMERIC = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "body_temperature")
+
+
+def parse_calculator_line(obj: object) -> VitalSet:
+    """One JSON object of the calculator's input; unknown keys and wrong types refused."""
+    if not isinstance(obj, dict):
+        raise ValidationError("each line must be a JSON object")
+    unknown = sorted(set(obj) - {*_NUMERIC, "spo2_scale", "on_oxygen", "consciousness"})
+    if unknown:
+        raise ValidationError(f"unknown key {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key in _NUMERIC:
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValidationError(f"{key} must be a number, got {value!r}")
+        values[key] = value
+    scale = obj.get("spo2_scale", 1)
+    if scale is None:
+        scale = 1
+    if isinstance(scale, bool) or scale not in (1, 2):
+        raise ValidationError(f"spo2_scale must be 1 or 2, got {scale!r}")
+    on_oxygen = obj.get("on_oxygen")
+    if on_oxygen is not None and not isinstance(on_oxygen, bool):
+        raise ValidationError(f"on_oxygen must be true or false, got {on_oxygen!r}")
+    level = obj.get("consciousness")
+    if level is not None:
+        try:
+            level = Consciousness(level)
+        except ValueError:
+            raise ValidationError(
+                f"consciousness must be one of A, C, V, P, U, got {level!r}"
+            ) from None
+    return VitalSet(spo2_scale=scale, on_oxygen=on_oxygen, consciousness=level, **values)
+
+
+def score_to_json(score: News2Score) -> dict[str, Any]:
+    return {
+        "score": score.score,
+        "band": score.band.value,
+        "single_parameter_3": score.single_parameter_3,
+        "partial": score.partial,
+        "missing": list(score.missing),
+        "points": dict(score.points),
+    }

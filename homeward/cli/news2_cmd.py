@@ -1,0 +1,32 @@
+"""``homeward news2``: the NEWS2 calculator (JSON lines in, JSON lines out)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from alerts.news2 import parse_calculator_line, score_news2, score_to_json
+from homeward.errors import ValidationError
+
+
+@click.command("news2")
+def news2() -> None:
+    """Read one JSON object per line on standard input (respiratory_rate, spo2, spo2_scale,
+    on_oxygen, systolic_bp, heart_rate, consciousness, body_temperature — any may be
+    missing) and print its NEWS2 as one JSON object per line. The same function scores
+    live data. A bad line is reported on standard error; the exit status is then 1."""
+    failed = False
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            result = score_news2(parse_calculator_line(orjson.loads(line)))
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            click.echo(f"line {number}: {exc}", err=True)
+            failed = True
+            continue
+        click.echo(orjson.dumps(score_to_json(result)))
+    if failed:
+        sys.exit(1)
