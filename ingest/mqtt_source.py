@@ -94,6 +94,9 @@ class MqttSource:
         self._lost = asyncio.Event()
         self._stopping = False
         self._misc_task: asyncio.Task[None] | None = None
+        self._sock: Any = None
+        self._reader: Callable[[], None] | None = None
+        self.paused = False
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -185,6 +188,27 @@ class MqttSource:
         if self._client is not None:
             self._client.disconnect()
 
+    # ---- flow control ------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop reading from the socket: TCP backpressure makes the broker hold messages.
+
+        Receive Maximum alone is not enough (Mosquitto 2.0 sends queued messages beyond it
+        after a stall), so ingest also stops reading when its queue is full. A pause longer
+        than the keep-alive ends in a reconnect; the broker then redelivers what is not
+        acknowledged, and the database absorbs duplicates.
+        """
+        if not self.paused and self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused and self._sock is not None and self._loop is not None:
+            assert self._reader is not None
+            self._loop.add_reader(self._sock, self._reader)
+            self._loop.call_soon(self._reader)  # bytes may already be waiting
+        self.paused = False
+
     # ---- acknowledgement ---------------------------------------------------------------
 
     def ack(self, messages: list[Inbound]) -> int:
@@ -262,6 +286,8 @@ class MqttSource:
             # busy stream costs one event-loop turn per burst, not one per message.
             self.stats.last_inbound_at = time.monotonic()
             for _ in range(_READ_BURST):
+                if self.paused:
+                    return
                 if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
                     return
                 pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending()
@@ -269,13 +295,16 @@ class MqttSource:
                     return
 
         self.stats.last_inbound_at = time.monotonic()
-        self._loop.add_reader(sock, readable)
+        self._sock, self._reader = sock, readable
+        if not self.paused:
+            self._loop.add_reader(sock, readable)
         self._misc_task = self._loop.create_task(self._misc_loop(client), name="mqtt-misc")
 
     def _socket_close(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         assert self._loop is not None
         self._loop.remove_reader(sock)
         self._loop.remove_writer(sock)
+        self._sock = None
         if self._misc_task is not None:
             self._misc_task.cancel()
 

@@ -59,11 +59,16 @@ class IngestPipeline:
         ack: Callable[[list[Inbound]], int],
         *,
         handlers: tuple[Handler, ...] = (),
+        pause: Callable[[], None] = lambda: None,
+        resume: Callable[[], None] = lambda: None,
     ) -> None:
         self._s = settings
         self._store = store
         self._ack = ack
         self._handlers = handlers
+        self._pause, self._resume = pause, resume
+        self._high_water = settings.receive_maximum
+        self._paused = False
         self._pending: deque[Item] = deque()
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
@@ -122,6 +127,9 @@ class IngestPipeline:
         self._idle.clear()
         if size >= self._s.batch_size:
             self._full.set()
+        if size >= self._high_water and not self._paused:
+            self._paused = True  # memory stays bounded whatever the broker sends
+            self._pause()
 
     def _record_status(self, inbound: Inbound) -> StatusUpdate | Rejection:
         update = parse_status_message(inbound.topic, inbound.payload, self._s.topic_root)
@@ -142,6 +150,9 @@ class IngestPipeline:
     def on_new_connection(self, generation: int) -> None:
         """Forget queued messages of an earlier connection: the broker redelivers them."""
         kept = deque(i for i in self._pending if i.inbound.generation == generation)
+        if self._paused and len(kept) < self._high_water // 2:
+            self._paused = False
+            self._resume()
         dropped = len(self._pending) - len(kept)
         if dropped:
             log.info("dropping %d queued messages of an earlier connection", dropped)
@@ -165,6 +176,9 @@ class IngestPipeline:
                     await asyncio.wait_for(self._full.wait(), timeout=flush_s)
             count = min(len(self._pending), self._s.batch_size)
             batch = [self._pending.popleft() for _ in range(count)]
+            if self._paused and len(self._pending) < self._high_water // 2:
+                self._paused = False
+                self._resume()
             await self._store_and_ack(batch)
 
     async def stop(self, timeout_s: float = 30.0) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.store import RuleStage
 from api.app import create_app
 from homeward.config import Settings
 from ingest.mqtt_source import MqttSource
@@ -25,16 +26,28 @@ log = logging.getLogger(__name__)
 
 
 class HomewardService:
-    def __init__(self, settings: Settings, *, handlers: tuple[Handler, ...] = ()) -> None:
+    def __init__(
+        self, settings: Settings, *, handlers: tuple[Handler, ...] = (), rules: bool = True
+    ) -> None:
         self.settings = settings
-        self.store = BatchStore(settings.dsn, statement_timeout_ms=settings.statement_timeout_ms)
+        self.rules = RuleStage() if rules else None
+        self.store = BatchStore(
+            settings.dsn, statement_timeout_ms=settings.statement_timeout_ms, stage=self.rules
+        )
         self.source = MqttSource(
             settings,
             self._on_message,
             extra_subscriptions=(settings.device_topic("+", "status"),),
             on_connected=self._on_connected,
         )
-        self.pipeline = IngestPipeline(settings, self.store, self.source.ack, handlers=handlers)
+        self.pipeline = IngestPipeline(
+            settings,
+            self.store,
+            self.source.ack,
+            handlers=handlers,
+            pause=self.source.pause,
+            resume=self.source.resume,
+        )
         self.http_port: int | None = None
 
     def _on_message(self, inbound: Any) -> None:
@@ -47,6 +60,12 @@ class HomewardService:
         return {
             "mqtt": dataclasses.asdict(self.source.stats),
             "ingest": {**dataclasses.asdict(self.pipeline.stats), "pending": self.pipeline.pending},
+            "rules": {
+                "enabled": self.rules is not None,
+                "patients_in_memory": len(self.rules.engine.patients) if self.rules else 0,
+                "alerts_written": self.rules.alerts_written if self.rules else 0,
+                "errors": self.store.stage_errors,
+            },
         }
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import class_row
@@ -124,13 +124,27 @@ _UNRESOLVED_DETAIL = {
 }
 
 
+class Stage(Protocol):
+    """Work done inside the batch transaction on the newly stored readings (the rules)."""
+
+    async def __call__(
+        self, cur: psycopg.AsyncCursor[Any], stored: list[StoredReading], now: datetime
+    ) -> None: ...
+
+    def rolled_back(self, stored: list[StoredReading]) -> None: ...
+
+
 class BatchStore:
     """Owns one database connection for the writer; reconnects after a failure."""
 
-    def __init__(self, dsn: str, *, statement_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, dsn: str, *, statement_timeout_ms: int = 30_000, stage: Stage | None = None
+    ) -> None:
         self._dsn = dsn
         self._statement_timeout_ms = statement_timeout_ms
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._stage = stage
+        self.stage_errors = 0
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
@@ -172,34 +186,54 @@ class BatchStore:
                 accepted[seq] = (item, item.parsed)
                 rows.extend(_reading_rows(seq, item, item.parsed))
         stored: list[StoredReading] = []
-        async with conn.transaction():
-            cur = conn.cursor()
-            if rows:
-                async with cur.copy(Q["copy_incoming"]) as copy:
-                    for row in rows:
-                        await copy.write_row(row)
-                await cur.execute(Q["unresolved_messages"])
-                for seq, reason, _bound in await cur.fetchall():
-                    item, message = accepted[seq]
-                    rejection = Rejection(
-                        RejectReason(reason),
-                        _UNRESOLVED_DETAIL[reason].format(
-                            device=message.device_id,
-                            time=message.measured_at.isoformat(),
-                            claimed=message.patient_nhs_number,
-                        ),
-                        device_id=message.device_id,
-                        msg_id=message.msg_id,
-                    )
-                    quarantine.append(_quarantine_row(item, rejection))
-                async with conn.cursor(row_factory=class_row(StoredReading)) as ins:
-                    await ins.execute(Q["store_readings"])
-                    stored = await ins.fetchall()
-            if quarantine:
-                await cur.executemany(Q["quarantine_message"], quarantine)
-            if activity:
-                await cur.execute(Q["touch_devices"], _activity_params(activity))
+        try:
+            async with conn.transaction():
+                cur = conn.cursor()
+                if rows:
+                    async with cur.copy(Q["copy_incoming"]) as copy:
+                        for row in rows:
+                            await copy.write_row(row)
+                    await cur.execute(Q["unresolved_messages"])
+                    for seq, reason, _bound in await cur.fetchall():
+                        item, message = accepted[seq]
+                        rejection = Rejection(
+                            RejectReason(reason),
+                            _UNRESOLVED_DETAIL[reason].format(
+                                device=message.device_id,
+                                time=message.measured_at.isoformat(),
+                                claimed=message.patient_nhs_number,
+                            ),
+                            device_id=message.device_id,
+                            msg_id=message.msg_id,
+                        )
+                        quarantine.append(_quarantine_row(item, rejection))
+                    async with conn.cursor(row_factory=class_row(StoredReading)) as ins:
+                        await ins.execute(Q["store_readings"])
+                        stored = await ins.fetchall()
+                    if stored and self._stage is not None:
+                        await self._run_stage(cur, stored)
+                if quarantine:
+                    await cur.executemany(Q["quarantine_message"], quarantine)
+                if activity:
+                    await cur.execute(Q["touch_devices"], _activity_params(activity))
+        except BaseException:
+            if stored and self._stage is not None:
+                self._stage.rolled_back(stored)  # the commit did not happen
+            raise
         return BatchResult(stored=stored, offered=len(rows), quarantined=len(quarantine))
+
+    async def _run_stage(self, cur: psycopg.AsyncCursor[Any], stored: list[StoredReading]) -> None:
+        assert self._stage is not None
+        try:
+            async with cur.connection.transaction():  # a savepoint: a rule bug spares the batch
+                await self._stage(cur, stored, datetime.now(UTC))
+        except psycopg.OperationalError:
+            self._stage.rolled_back(stored)
+            raise
+        except Exception:  # a bug in a rule must not stop ingest; it is counted and shown
+            self._stage.rolled_back(stored)
+            self.stage_errors += 1
+            log.exception("rule evaluation failed for %d readings; stored without", len(stored))
 
 
 def _activity_params(activity: dict[str, DeviceActivity]) -> dict[str, list[Any]]:

@@ -1,0 +1,139 @@
+"""PostgreSQL adapter for the rule engine: loading patient state, writing decisions.
+
+Decisions are written in the same transaction as the readings that caused them, so a
+reading is never stored without its rules having been applied (and the alert upsert is
+idempotent: at most one unresolved alert per patient and rule, enforced by the index).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from alerts.engine import HISTORY_S, Decisions, PatientSnapshot, Reading, RuleEngine
+from homeward.db.queries import load_queries
+
+Q = load_queries(Path(__file__).with_name("store.sql"))
+Cursor = psycopg.AsyncCursor[Any]
+
+
+async def refresh_patients(
+    cur: Cursor, engine: RuleEngine, patient_ids: Iterable[int], now: datetime
+) -> None:
+    """Load the patients the engine lacks, or whose rules changed."""
+    ids = sorted(set(patient_ids))
+    await cur.execute(Q["rule_versions"], {"ids": ids})
+    stale = engine.needs({int(pid): int(version) for pid, version in await cur.fetchall()})
+    if not stale:
+        return
+    await cur.execute(Q["patient_rule_inputs"], {"ids": stale})
+    inputs = await cur.fetchall()
+    await cur.execute(
+        Q["patient_history"], {"ids": stale, "since": now - timedelta(seconds=HISTORY_S)}
+    )
+    history: dict[int, list[tuple[str, datetime, float, bool | None, str | None]]] = defaultdict(
+        list
+    )
+    for pid, metric, at, value, oxygen, consciousness in await cur.fetchall():
+        history[pid].append((metric, at, value, oxygen, consciousness))
+    await cur.execute(Q["breached_rules"], {"ids": stale})
+    breached: dict[int, set[str]] = defaultdict(set)
+    for pid, rule_id in await cur.fetchall():
+        breached[pid].add(rule_id)
+    for pid, _team, conditions, version, overrides in inputs:
+        engine.load(
+            PatientSnapshot(
+                pid, version, tuple(conditions), overrides, history[pid], frozenset(breached[pid])
+            )
+        )
+
+
+async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
+    """Upsert alerts, mark cleared conditions, record late items for review."""
+    for patient_id, hit in decisions.hits:
+        await cur.execute(
+            Q["upsert_alert"],
+            {
+                "patient_id": patient_id,
+                "rule_id": hit.rule_id,
+                "kind": hit.kind,
+                "metric": hit.metric,
+                "priority": hit.priority.value,
+                "at": hit.measured_at,
+                "value": hit.value,
+                "message": hit.message,
+                "details": Jsonb(hit.details),
+                "direction": hit.direction,
+            },
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        alert_id, created, priority = row
+        await cur.execute(
+            Q["insert_event"],
+            {
+                "alert_id": alert_id,
+                "kind": "raised" if created else "updated",
+                "actor": "rules",
+                "data": Jsonb(
+                    {
+                        "value": hit.value,
+                        "measured_at": hit.measured_at.isoformat(),
+                        "message": hit.message,
+                        "priority": priority,
+                    }
+                ),
+            },
+        )
+    for patient_id, cleared in decisions.clears:
+        await cur.execute(Q["clear_alert"], {"patient_id": patient_id, "rule_id": cleared.rule_id})
+        for (alert_id,) in await cur.fetchall():
+            await cur.execute(
+                Q["insert_event"],
+                {
+                    "alert_id": alert_id,
+                    "kind": "condition_cleared",
+                    "actor": "rules",
+                    "data": Jsonb(
+                        {"value": cleared.value, "measured_at": cleared.measured_at.isoformat()}
+                    ),
+                },
+            )
+    for patient_id, hit in decisions.reviews:
+        await cur.execute(
+            Q["insert_review"],
+            {
+                "patient_id": patient_id,
+                "rule_id": hit.rule_id,
+                "at": hit.measured_at,
+                "value": hit.value,
+                "message": f"late data: {hit.message}",
+            },
+        )
+    return len(decisions.hits)
+
+
+class RuleStage:
+    """Runs inside the ingest transaction, after the readings are inserted."""
+
+    def __init__(self, engine: RuleEngine | None = None) -> None:
+        self.engine = engine or RuleEngine()
+        self.alerts_written = 0
+
+    async def __call__(self, cur: Cursor, stored: list[Any], now: datetime) -> None:
+        readings = [
+            Reading(r.patient_id, r.metric, r.time, r.value, r.late, r.on_oxygen, r.consciousness)
+            for r in stored
+        ]
+        await refresh_patients(cur, self.engine, {r.patient_id for r in readings}, now)
+        self.alerts_written += await write_decisions(cur, self.engine.evaluate(readings))
+
+    def rolled_back(self, stored: list[Any]) -> None:
+        """The transaction failed: forget what the evaluation changed; reload next time."""
+        self.engine.forget({r.patient_id for r in stored})

@@ -1,0 +1,64 @@
+-- name: rule_versions
+SELECT p.patient_id, COALESCE(r.version, 0) AS version
+FROM patients p LEFT JOIN patient_rules r USING (patient_id)
+WHERE p.patient_id = ANY(%(ids)s)
+
+-- name: patient_rule_inputs
+SELECT p.patient_id, p.team_id, p.conditions, COALESCE(r.version, 0) AS version,
+       COALESCE(r.overrides, '{}'::jsonb) AS overrides
+FROM patients p LEFT JOIN patient_rules r USING (patient_id)
+WHERE p.patient_id = ANY(%(ids)s)
+
+-- name: patient_history
+-- The windows a restarted worker needs: 35 days, newest 4096 per patient and metric.
+SELECT patient_id, metric, time, value, on_oxygen, consciousness
+FROM (
+    SELECT r.*, row_number() OVER (PARTITION BY patient_id, metric ORDER BY time DESC) AS n
+    FROM readings r
+    WHERE patient_id = ANY(%(ids)s) AND time > %(since)s
+) recent
+WHERE n <= 4096
+ORDER BY patient_id, metric, time
+
+-- name: breached_rules
+SELECT patient_id, rule_id FROM alerts
+WHERE patient_id = ANY(%(ids)s) AND state <> 'resolved' AND NOT condition_cleared
+
+-- name: upsert_alert
+INSERT INTO alerts AS a (patient_id, rule_id, kind, metric, priority, team_id,
+                         first_measured_at, latest_measured_at, first_value, latest_value,
+                         worst_value, message, details)
+VALUES (%(patient_id)s, %(rule_id)s, %(kind)s, %(metric)s, %(priority)s,
+        (SELECT team_id FROM patients WHERE patient_id = %(patient_id)s),
+        %(at)s, %(at)s, %(value)s, %(value)s, %(value)s, %(message)s, %(details)s)
+ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
+    hit_count = a.hit_count + 1,
+    latest_measured_at = GREATEST(a.latest_measured_at, EXCLUDED.latest_measured_at),
+    latest_value = CASE WHEN EXCLUDED.latest_measured_at >= a.latest_measured_at
+                        THEN EXCLUDED.latest_value ELSE a.latest_value END,
+    worst_value = CASE %(direction)s::text
+                      WHEN 'high' THEN GREATEST(a.worst_value, EXCLUDED.worst_value)
+                      WHEN 'low' THEN LEAST(a.worst_value, EXCLUDED.worst_value)
+                      ELSE EXCLUDED.worst_value END,
+    priority = CASE WHEN 'red' IN (a.priority, EXCLUDED.priority) THEN 'red'
+                    ELSE EXCLUDED.priority END,
+    message = EXCLUDED.message,
+    details = EXCLUDED.details,
+    condition_cleared = false,
+    updated_at = now()
+RETURNING alert_id, (xmax = 0) AS created, priority
+
+-- name: clear_alert
+UPDATE alerts SET condition_cleared = true, updated_at = now()
+WHERE patient_id = %(patient_id)s AND rule_id = %(rule_id)s AND state <> 'resolved'
+  AND NOT condition_cleared
+RETURNING alert_id
+
+-- name: insert_event
+INSERT INTO alert_events (alert_id, kind, actor, data)
+VALUES (%(alert_id)s, %(kind)s, %(actor)s, %(data)s)
+
+-- name: insert_review
+INSERT INTO late_reviews (patient_id, rule_id, measured_at, received_at, value, message)
+VALUES (%(patient_id)s, %(rule_id)s, %(at)s, now(), %(value)s, %(message)s)
+ON CONFLICT (patient_id, rule_id, measured_at) DO NOTHING
