@@ -6,25 +6,25 @@ Errors a person can act on are printed to standard error with a non-zero exit st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
+from homeward.cli.alerts_cmd import alerts
 from homeward.cli.bench_cmd import bench
+from homeward.cli.common import database, settings_from
 from homeward.cli.demo_cmd import demo
 from homeward.cli.news2_cmd import news2
 from homeward.cli.output import emit, emit_one
+from homeward.cli.rules_cmd import rules
 from homeward.cli.simulate_cmd import simulate
 from homeward.config import Settings
 from homeward.db.connect import connect
 from homeward.errors import HomewardError
-from homeward.runtime import services
 
 
 class HomewardGroup(click.Group):
@@ -36,19 +36,6 @@ class HomewardGroup(click.Group):
         except HomewardError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
-
-
-def settings_from(ctx: click.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-@contextlib.contextmanager
-def database(ctx: click.Context) -> Iterator[str]:
-    """The configured database URL, or the embedded one (started for this command)."""
-    with services(settings_from(ctx), broker=False) as svc:
-        yield svc.settings.dsn
 
 
 @click.group(cls=HomewardGroup)
@@ -288,6 +275,8 @@ cli.add_command(bench)
 cli.add_command(demo)
 cli.add_command(simulate)
 cli.add_command(news2)
+cli.add_command(rules)
+cli.add_command(alerts)
 
 
 if __name__ == "__main__":
