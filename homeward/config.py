@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     db_retry_max_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=30_000, ge=100)
 
+    adherence_interval_s: float = Field(
+        default=60.0, gt=0, description="how often missed readings and silent devices are checked"
+    )
+
     # Storage (TimescaleDB, when present)
     compress_after_days: int = Field(default=7, ge=1)
     retention_days: int | None = Field(default=None, ge=1)

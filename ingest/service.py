@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.adherence import start_scheduler
 from alerts.store import RuleStage
 from api.app import create_app
 from homeward.config import Settings
@@ -72,6 +73,7 @@ class HomewardService:
         s = self.settings
         pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=10, open=False)
         await pool.open()
+        scheduler = start_scheduler(pool, s.adherence_interval_s) if self.rules else None
         runner = web.AppRunner(create_app(pool, self.status), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port)
@@ -100,5 +102,7 @@ class HomewardService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.store.close()
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
             await runner.cleanup()
             await pool.close()

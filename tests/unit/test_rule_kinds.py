@@ -126,7 +126,7 @@ def test_baseline_ewma_detects_a_shift_and_ignores_noise() -> None:
     hit = evaluate_baseline(rule, *series(shifted))
     assert hit is not None
     assert hit.details["baseline_mean"] == pytest.approx(80, abs=0.3)
-    assert evaluate_baseline(rule, *series(base[:5] + [(29 * 24, 90)])) is None  # too few
+    assert evaluate_baseline(rule, *series([*base[:5], (29 * 24, 90)])) is None  # too few
 
 
 def engine_for(conditions: tuple[str, ...] = ("hypertension", "heart_failure")) -> RuleEngine:

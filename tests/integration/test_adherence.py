@@ -1,0 +1,73 @@
+"""Missed readings and silent devices against a real database, with an injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from alerts.adherence import check
+from devices.registry import add_device, add_patient
+
+NHS = "9434765919"
+
+
+@pytest.fixture
+def seeded(db_url: str) -> str:
+    with psycopg.connect(db_url) as conn:
+        patient = add_patient(
+            conn, nhs_number=NHS, name="Adherence", team="dover", conditions=["heart_failure"]
+        )
+        add_device(conn, "sc-1", patient_nhs_number=NHS)
+        conn.execute(
+            "INSERT INTO readings (time, patient_id, device_id, metric, value, received_at,"
+            " msg_id) VALUES (%s, %s, 'sc-1', 'body_weight', 80, %s, 'w1')",
+            (
+                datetime(2026, 11, 21, 8, tzinfo=UTC),
+                patient.patient_id,
+                datetime(2026, 11, 21, 8, tzinfo=UTC),
+            ),
+        )
+        conn.execute(
+            "UPDATE devices SET last_msg_at = %s, status = 'online'",
+            (datetime(2026, 11, 21, 8, tzinfo=UTC),),
+        )
+        conn.commit()
+    return db_url
+
+
+def open_alerts(db_url: str) -> dict[str, int]:
+    with psycopg.connect(db_url) as conn:
+        return dict(
+            conn.execute(  # type: ignore[arg-type]
+                "SELECT rule_id, hit_count FROM alerts WHERE state = 'open'"
+            ).fetchall()
+        )
+
+
+async def test_missed_weight_is_raised_once_after_the_grace_period(seeded: str) -> None:
+    before = datetime(2026, 11, 22, 10, 59, tzinfo=UTC)  # London = UTC in November
+    after = datetime(2026, 11, 22, 11, 1, tzinfo=UTC)
+    async with await psycopg.AsyncConnection.connect(seeded) as conn:
+        assert await check(conn, before) == 0
+        assert await check(conn, after) == 1
+        assert await check(conn, after + timedelta(minutes=1)) == 0  # a restart: same answer
+    assert open_alerts(seeded) == {"missed:body_weight": 1}
+    # The next day's deadline moves the same alert on rather than opening another.
+    async with await psycopg.AsyncConnection.connect(seeded) as conn:
+        assert await check(conn, after + timedelta(days=1)) == 2  # + the silent scales
+    assert open_alerts(seeded) == {"missed:body_weight": 2, "device_silent:sc-1": 1}
+
+
+async def test_a_device_that_says_it_is_offline_raises_a_technical_alert(seeded: str) -> None:
+    with psycopg.connect(seeded) as conn:
+        conn.execute("UPDATE devices SET status = 'offline'")
+        conn.commit()
+    async with await psycopg.AsyncConnection.connect(seeded) as conn:
+        await check(conn, datetime(2026, 11, 21, 9, tzinfo=UTC))
+    with psycopg.connect(seeded) as conn:
+        row = conn.execute("SELECT priority, team_id, message FROM alerts").fetchone()
+    assert row is not None
+    assert row[:2] == ("technical", "dover")
+    assert "offline" in row[2]
