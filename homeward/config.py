@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(default=30_000, ge=100)
 
     adherence_interval_s: float = Field(
-        default=60.0, gt=0, description="how often missed readings and silent devices are checked"
+        default=60.0,
+        ge=0,
+        description="how often missed readings and silent devices are checked; 0 turns it off",
     )
 
     # Storage (TimescaleDB, when present)

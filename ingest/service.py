@@ -73,7 +73,11 @@ class HomewardService:
         s = self.settings
         pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=10, open=False)
         await pool.open()
-        scheduler = start_scheduler(pool, s.adherence_interval_s) if self.rules else None
+        scheduler = (
+            start_scheduler(pool, s.adherence_interval_s)
+            if self.rules and s.adherence_interval_s
+            else None
+        )
         runner = web.AppRunner(create_app(pool, self.status), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port)

@@ -40,7 +40,7 @@ def seeded(db_url: str) -> str:
 def open_alerts(db_url: str) -> dict[str, int]:
     with psycopg.connect(db_url) as conn:
         return dict(
-            conn.execute(  # type: ignore[arg-type]
+            conn.execute(
                 "SELECT rule_id, hit_count FROM alerts WHERE state = 'open'"
             ).fetchall()
         )
@@ -71,3 +71,16 @@ async def test_a_device_that_says_it_is_offline_raises_a_technical_alert(seeded:
     assert row is not None
     assert row[:2] == ("technical", "dover")
     assert "offline" in row[2]
+
+
+async def test_the_service_runs_the_check_on_its_timer(seeded: str, broker_url: str) -> None:
+    from support import async_wait_until, make_settings, purge_session, running_service
+
+    settings = make_settings(seeded, broker_url, adherence_interval_s=0.5)
+    try:
+        async with running_service(settings):
+            await async_wait_until(
+                lambda: "missed:body_weight" in open_alerts(seeded), what="the scheduled check"
+            )
+    finally:
+        purge_session(settings)

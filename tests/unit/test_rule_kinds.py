@@ -3,6 +3,7 @@ baseline; hypothesis properties for flapping and batch-split invariance."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_clears_and_raises_alternate(values: list[float]) -> None:
     assert raises - len(transitions) in (0, 1)
 
 
-def series(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+def series(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
     times = np.array([T0.timestamp() + h * 3600 for h, _ in points])
     return times, np.array([v for _, v in points], dtype=float)
 
