@@ -40,9 +40,7 @@ def seeded(db_url: str) -> str:
 def open_alerts(db_url: str) -> dict[str, int]:
     with psycopg.connect(db_url) as conn:
         return dict(
-            conn.execute(
-                "SELECT rule_id, hit_count FROM alerts WHERE state = 'open'"
-            ).fetchall()
+            conn.execute("SELECT rule_id, hit_count FROM alerts WHERE state = 'open'").fetchall()
         )
 
 
