@@ -65,6 +65,15 @@ class ChangeConfig(_MetricRule):
     priority: PriorityName = "amber"
 
 
+class SlopeConfig(_MetricRule):
+    kind: Literal["slope"] = "slope"
+    direction: Literal["rise", "fall"] = "rise"
+    per_day: float = Field(gt=0)
+    window_days: float = Field(default=7, gt=0, le=90)
+    min_points: int = Field(default=4, ge=2)
+    priority: PriorityName = "amber"
+
+
 class BaselineConfig(_MetricRule):
     kind: Literal["baseline"] = "baseline"
     direction: Literal["rise", "fall", "both"] = "rise"
@@ -91,7 +100,7 @@ class MissedConfig(_MetricRule):
 
 
 RuleConfig = Annotated[
-    ThresholdConfig | ChangeConfig | BaselineConfig | News2Config | MissedConfig,
+    ThresholdConfig | ChangeConfig | SlopeConfig | BaselineConfig | News2Config | MissedConfig,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(RuleConfig)
@@ -191,6 +200,15 @@ TEMPLATES: dict[str, tuple[Any, ...]] = {
             delta=1.5,
             window_h=24,
             source="ESC HFA: > 1.5 kg in 1 day",
+        ),
+        SlopeConfig(
+            id="slope:body_weight",
+            metric="body_weight",
+            unit="kg",
+            per_day=0.5,
+            window_days=7,
+            enabled=False,
+            source="optional: a steady gain of 0.5 kg a day over a week (off by default)",
         ),
         BaselineConfig(
             id="baseline:body_weight",

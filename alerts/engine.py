@@ -20,6 +20,7 @@ from alerts.careplans import (
     ChangeConfig,
     EffectiveRule,
     News2Config,
+    SlopeConfig,
     ThresholdConfig,
     effective_rules,
 )
@@ -28,8 +29,10 @@ from alerts.rules.threshold import ThresholdRule, ThresholdState, evaluate_thres
 from alerts.rules.trend import (
     BaselineRule,
     ChangeRule,
+    SlopeRule,
     evaluate_baseline,
     evaluate_change,
+    evaluate_slope,
 )
 from alerts.rules.types import Cleared, Priority, RuleHit
 from alerts.series import Series
@@ -57,6 +60,7 @@ class Reading:
 class CompiledRules:
     thresholds: dict[str, list[ThresholdRule]] = field(default_factory=dict)
     changes: dict[str, list[ChangeRule]] = field(default_factory=dict)
+    slopes: dict[str, list[SlopeRule]] = field(default_factory=dict)
     baselines: dict[str, list[BaselineRule]] = field(default_factory=dict)
     news2: News2Config | None = None
 
@@ -84,6 +88,18 @@ def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
         elif isinstance(r, ChangeConfig):
             out.changes.setdefault(r.metric, []).append(
                 ChangeRule(r.id, r.metric, r.delta, r.window_h, r.direction, Priority(r.priority))
+            )
+        elif isinstance(r, SlopeConfig):
+            out.slopes.setdefault(r.metric, []).append(
+                SlopeRule(
+                    r.id,
+                    r.metric,
+                    r.per_day,
+                    r.window_days,
+                    r.min_points,
+                    r.direction,
+                    Priority(r.priority),
+                )
             )
         elif isinstance(r, BaselineConfig):
             out.baselines.setdefault(r.metric, []).append(
@@ -202,6 +218,9 @@ class RuleEngine:
             values = series.values[: len(times)]
             for change in state.rules.changes.get(r.metric, ()):
                 if (hit := evaluate_change(change, times, values)) is not None:
+                    found.append(hit)
+            for slope in state.rules.slopes.get(r.metric, ()):
+                if (hit := evaluate_slope(slope, times, values)) is not None:
                     found.append(hit)
             for baseline in state.rules.baselines.get(r.metric, ()):
                 if (hit := evaluate_baseline(baseline, times, values)) is not None:

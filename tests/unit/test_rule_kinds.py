@@ -202,3 +202,16 @@ def test_news2_from_a_vital_set_within_the_window() -> None:
     assert [hit.priority for hit in news2] == [Priority.AMBER, Priority.RED, Priority.RED]
     assert "partial" in news2[-1].message
     assert news2[-1].details["missing"] == ["respiratory_rate", "systolic_bp"]
+
+
+def test_slope_rule_is_off_by_default_and_can_be_switched_on() -> None:
+    readings = [Reading(1, "body_weight", T0 + timedelta(days=d), 80 + 0.3 * d) for d in range(7)]
+    off = RuleEngine()
+    off.load(PatientSnapshot(1, 0, ("heart_failure",), {}, [], frozenset()))
+    assert not [h for _, h in off.evaluate(readings).hits if h.kind == "slope"]
+    on = RuleEngine()
+    overrides = {"slope:body_weight": {"enabled": True, "per_day": 0.25}}
+    on.load(PatientSnapshot(1, 1, ("heart_failure",), overrides, [], frozenset()))
+    slopes = [h for _, h in on.evaluate(readings).hits if h.kind == "slope"]
+    assert slopes
+    assert slopes[-1].details["slope_per_day"] == pytest.approx(0.3)
