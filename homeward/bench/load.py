@@ -40,7 +40,12 @@ def main(argv: list[str]) -> int:
                 "msg_id": f"l{sent}",
                 "measured_at": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "readings": [
-                    {"metric": "systolic_bp", "value": 120, "unit": "mm[Hg]"},
+                    # one message in 20 is severe hypertension: it raises or updates an alert
+                    {
+                        "metric": "systolic_bp",
+                        "value": 185 if sent % 20 == 0 else 120,
+                        "unit": "mm[Hg]",
+                    },
                     {"metric": "diastolic_bp", "value": 80, "unit": "mm[Hg]"},
                 ],
             }

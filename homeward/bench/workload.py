@@ -47,12 +47,22 @@ class Workload:
 
 
 def register_fleet(dsn: str, patients: int) -> list[str]:
-    """One patient and one BP cuff each, loaded with COPY (seconds for 10,000)."""
+    """One patient (heart failure and hypertension: their rules run on every reading) and
+    one BP cuff each, loaded with COPY (seconds for 10,000)."""
     devices = [f"bench-bp-{i:05d}" for i in range(patients)]
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        with cur.copy("COPY patients (nhs_number, display_name, team_id) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY patients (nhs_number, display_name, team_id, conditions) FROM STDIN"
+        ) as copy:
             for i, nhs in enumerate(synthetic_nhs_numbers(patients)):
-                copy.write_row((nhs, f"Bench Patient {i:05d} (fictional)", "deal"))
+                copy.write_row(
+                    (
+                        nhs,
+                        f"Bench Patient {i:05d} (fictional)",
+                        "deal",
+                        ["heart_failure", "hypertension"],
+                    )
+                )
         with cur.copy("COPY devices (device_id, kind) FROM STDIN") as copy:
             for device in devices:
                 copy.write_row((device, "bp_cuff"))

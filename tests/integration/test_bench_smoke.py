@@ -1,0 +1,28 @@
+"""A seconds-long version of the benchmark so it cannot rot (the real one: make bench)."""
+
+from __future__ import annotations
+
+from homeward.bench.report import TARGETS
+from homeward.bench.run import BenchParams, run_benchmark
+from homeward.config import Settings
+
+
+def test_benchmark_smoke(pg_url: str) -> None:
+    params = BenchParams(
+        messages=400,
+        patients=40,
+        naive_messages=50,
+        repetitions=1,
+        load_rate=100,
+        load_duration_s=2,
+    )
+    result = run_benchmark(Settings(_env_file=None, database_url=pg_url), params)
+    assert result["lost"] == 0
+    assert result["duplicated"] == 0
+    for key, *_ in TARGETS:
+        assert key in result
+        assert f"{key}_min" in result
+        assert f"{key}_max" in result
+    assert result["drain_readings_per_s"] > 0
+    assert result["latency_commit_p99_ms"] is not None
+    assert result["rule_us_per_reading"] > 0
