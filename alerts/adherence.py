@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts.careplans import MissedConfig, effective_rules
 from alerts.rules.missed import Schedule, device_silent, missed
@@ -136,8 +136,12 @@ def start_scheduler(pool: AsyncConnectionPool, interval_s: float = 60.0) -> Asyn
     restart the first run (one interval later) decides as if nothing had happened."""
 
     async def job() -> None:
-        async with pool.connection() as conn:
-            raised = await check(conn, datetime.now(UTC))
+        try:
+            async with pool.connection() as conn:
+                raised = await check(conn, datetime.now(UTC))
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("adherence check skipped, database unavailable: %s", exc)
+            return
         if raised:
             log.info("adherence: %d missed-reading or device-silence alerts", raised)
 
@@ -146,7 +150,7 @@ def start_scheduler(pool: AsyncConnectionPool, interval_s: float = 60.0) -> Asyn
         job,
         "interval",
         seconds=interval_s,
-        next_run_time=datetime.now(UTC),
+        next_run_time=datetime.now(UTC) + timedelta(seconds=interval_s),
         coalesce=True,
         max_instances=1,
         id="adherence",

@@ -36,12 +36,9 @@ def services(settings: Settings, *, broker: bool = True) -> Iterator[Services]:
     try:
         if settings.database_url is None:
             pg = embedded_postgres(settings)
-            if pg.initialised and pg.running:
-                pg = None  # someone else's (e.g. a running demo): use it, leave it running
-                updates["database_url"] = embedded_postgres(settings).url
-            else:
-                log.info("starting embedded PostgreSQL in %s", settings.state_dir / "pgdata")
-                updates["database_url"] = pg.start()
+            updates["database_url"] = pg.start()  # a running one (e.g. the demo's) is reused
+            if pg.started_here:
+                log.info("started embedded PostgreSQL in %s", pg.data_dir)
                 started.append("postgresql")
         if broker and settings.mqtt_url is None:
             mosquitto = EmbeddedMosquitto(
@@ -54,5 +51,5 @@ def services(settings: Settings, *, broker: bool = True) -> Iterator[Services]:
     finally:
         if mosquitto is not None:
             mosquitto.stop()
-        if pg is not None:
-            pg.stop()
+        if pg is not None and pg.started_here:
+            pg.stop()  # only what this call started: a running demo's server is left alone

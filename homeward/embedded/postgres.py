@@ -73,6 +73,10 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int
     database: str = "homeward"
+    started_here: bool = False  # True when start() launched the server (so stop() is ours)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()  # commands run from "/", never relative
 
     @property
     def url(self) -> str:
@@ -112,7 +116,6 @@ class EmbeddedPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def init(self) -> None:
-        self.data_dir = self.data_dir.resolve()
         self._prepare_dirs()
         if self.initialised:
             return
@@ -149,6 +152,7 @@ class EmbeddedPostgres:
         """Initialise when needed, start, create the database; return its URL."""
         self.init()
         if not self.running:
+            self.started_here = True
             log = self.data_dir / "server.log"
             self._run(
                 "pg_ctl",
