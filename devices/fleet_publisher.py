@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.simulator import SimMessage
 from homeward.config import Settings
+from homeward.mqtt import make_client
 
 
 @dataclass
@@ -40,13 +40,7 @@ class FleetPublisher:
 
     def start(self) -> None:
         endpoint = self._settings.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=mqtt.MQTTv5
-        )
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set()
+        client = make_client(endpoint, self._client_id)
         client.max_inflight_messages_set(self._window)
         client.connect(endpoint.host, endpoint.port)
         client.loop_start()

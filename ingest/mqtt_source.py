@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from homeward.config import Settings
+from homeward.mqtt import connect_properties, make_client
 
 log = logging.getLogger(__name__)
 _READ_BURST = 512
@@ -102,17 +101,7 @@ class MqttSource:
 
     def _make_client(self) -> mqtt.Client:
         s = self._settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        endpoint = s.mqtt
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set_context(ssl.create_default_context())
+        client = make_client(s.mqtt, s.mqtt_client_id, manual_ack=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -146,9 +135,9 @@ class MqttSource:
         assert self._client is not None
         assert self._loop is not None
         s = self._settings
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.mqtt_session_expiry_s
-        props.ReceiveMaximum = s.receive_maximum
+        props = connect_properties(
+            session_expiry_s=s.mqtt_session_expiry_s, receive_maximum=s.receive_maximum
+        )
         self._lost.clear()
         self._connack = self._loop.create_future()
         endpoint = s.mqtt

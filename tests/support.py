@@ -13,11 +13,9 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from homeward.config import MqttEndpoint, Settings
+from homeward.mqtt import connect_properties, make_client
 from ingest.service import HomewardService
 
 
@@ -63,13 +61,7 @@ class Publisher:
 
     def __init__(self, broker_url: str, client_id: str | None = None) -> None:
         endpoint = MqttEndpoint.from_url(broker_url)
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or unique("pub-"),
-            protocol=mqtt.MQTTv5,
-        )
-        if endpoint.username:
-            self.client.username_pw_set(endpoint.username, endpoint.password)
+        self.client = make_client(endpoint, client_id or unique("pub-"))
         self.client.max_inflight_messages_set(200)
         self.client.connect(endpoint.host, endpoint.port)
         self.client.loop_start()
@@ -100,13 +92,8 @@ class Publisher:
 def purge_session(settings: Settings) -> None:
     """Remove a test's persistent session from a shared broker (clean start, expiry 0)."""
     endpoint = settings.mqtt
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id, protocol=mqtt.MQTTv5
-    )
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
+    client = make_client(endpoint, settings.mqtt_client_id)
+    props = connect_properties(session_expiry_s=0)
     with contextlib.suppress(OSError):
         client.connect(endpoint.host, endpoint.port, clean_start=True, properties=props)
         client.loop_start()

@@ -19,12 +19,10 @@ from datetime import UTC, datetime
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from homeward.bench.workload import READINGS_PER_MESSAGE
 from homeward.config import Settings
+from homeward.mqtt import connect_properties, make_client
 from ingest.service import HomewardService
 
 
@@ -43,15 +41,9 @@ class Drained:
 
 
 def _connect_manual_ack(settings: Settings, client_id: str, receive_maximum: int) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
-    )
     endpoint = settings.mqtt
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600
-    props.ReceiveMaximum = receive_maximum
+    client = make_client(endpoint, client_id, manual_ack=True)
+    props = connect_properties(session_expiry_s=3600, receive_maximum=receive_maximum)
     client.connect(endpoint.host, endpoint.port, clean_start=False, properties=props)
     return client
 

@@ -13,18 +13,16 @@ from datetime import UTC, datetime
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from homeward.config import MqttEndpoint
+from homeward.mqtt import make_client
 
 
 def main(argv: list[str]) -> int:
     url, root, rate_s, duration_s, prefix, devices_s = argv
     rate, duration, devices = float(rate_s), float(duration_s), int(devices_s)
     endpoint = MqttEndpoint.from_url(url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
+    client = make_client(endpoint)
     client.max_inflight_messages_set(1000)
     client.connect(endpoint.host, endpoint.port)
     client.loop_start()

@@ -13,11 +13,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from homeward.config import MqttEndpoint, Settings
+from homeward.config import Settings
+from homeward.mqtt import connect_properties, make_client
 from homeward.nhs import check_digit
 
 READINGS_PER_MESSAGE = 2
@@ -93,18 +91,10 @@ def make_messages(settings: Settings, devices: list[str], count: int) -> list[tu
     return messages
 
 
-def _client(endpoint: MqttEndpoint, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if endpoint.username:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    return client
-
-
 def create_session(settings: Settings, client_id: str, subscription: str) -> None:
     """Make the broker keep a persistent session that queues for ``subscription``."""
-    client = _client(settings.mqtt, client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600
+    client = make_client(settings.mqtt, client_id)
+    props = connect_properties(session_expiry_s=3600)
     client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True, properties=props)
     client.loop_start()
     info = client.subscribe(subscription, qos=1)
@@ -119,7 +109,7 @@ def create_session(settings: Settings, client_id: str, subscription: str) -> Non
 
 def publish_all(settings: Settings, messages: list[tuple[str, bytes]], window: int = 2000) -> float:
     """Publish QoS 1 with at most ``window`` unacknowledged; returns messages/s."""
-    client = _client(settings.mqtt, f"bench-pub-{time.monotonic_ns()}")
+    client = make_client(settings.mqtt, f"bench-pub-{time.monotonic_ns()}")
     client.max_inflight_messages_set(window)
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
