@@ -23,6 +23,7 @@ TARGETS: list[tuple[str, str, float | None, str]] = [
     ("rss_mb_per_10k_patients", "RSS per 10,000 patients, MB", 300.0, "max"),
     ("api_queue_p99_ms", "API team queue p99, ms", 50.0, "max"),
     ("api_patient_7d_p99_ms", "API patient 7 days p99, ms", 50.0, "max"),
+    ("scale_out_ratio", "two workers ÷ one worker", None, "min"),
     ("bytes_per_reading", "bytes per reading", None, "max"),
     ("bytes_per_reading_compressed", "bytes per reading, compressed", 10.0, "max"),
 ]
@@ -51,5 +52,5 @@ def print_report(result: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(
         f"lost: {result['lost']}, duplicated: {result['duplicated']} "
-        f"(checked by counting rows after every drain)"
+        f"(checked by counting rows, and duplicate open alerts, after every drain)"
     )

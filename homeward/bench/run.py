@@ -23,6 +23,7 @@ from rich.console import Console
 
 from homeward.bench import drain
 from homeward.bench.rule_cost import measure_rule_cost
+from homeward.bench.scale_out import drain_with_workers
 from homeward.bench.stats import percentiles_ms, summarise
 from homeward.bench.workload import (
     READINGS_PER_MESSAGE,
@@ -228,6 +229,8 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
     for rep in range(params.repetitions):
         console.print(f"drain round {rep + 1}/{params.repetitions} ({len(messages)} messages) …")
         rounds.append(_drain_round(base, dsn, messages, params, rep))
+    console.print("scale-out: one worker process, then two sharing the subscription …")
+    scale = [drain_with_workers(base, dsn, messages, n) for n in (1, 2)]
     console.print(f"steady load {params.load_rate:.0f} msg/s for {params.load_duration_s:.0f} s …")
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE readings")
@@ -256,8 +259,14 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
         result |= summarise(key, [None])  # measured once the HTTP API exists
     result |= summarise("bytes_per_reading", [storage["bytes_per_reading"]])
     result |= summarise("bytes_per_reading_compressed", [storage["bytes_per_reading_compressed"]])
-    result["lost"] = sum(r["lost"] for r in rounds)
-    result["duplicated"] = sum(r["duplicated"] for r in rounds)
+    result |= summarise(
+        "scale_out_ratio", [scale[1]["readings_per_s"] / scale[0]["readings_per_s"]]
+    )
+    result["scale_out"] = scale
+    result["lost"] = sum(r["lost"] for r in rounds) + sum(s["lost"] for s in scale)
+    result["duplicated"] = sum(r["duplicated"] for r in rounds) + sum(
+        s["duplicated"] + s["duplicate_open_alerts"] for s in scale
+    )
     result["machine"] = {
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
