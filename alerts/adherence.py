@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts.careplans import MissedConfig, effective_rules
 from alerts.rules.missed import Schedule, device_silent, missed
@@ -129,31 +127,3 @@ async def _upsert(
         (row[0], "raised" if row[1] else "updated", Jsonb({"message": message})),
     )
     return 1
-
-
-def start_scheduler(pool: AsyncConnectionPool, interval_s: float = 60.0) -> AsyncIOScheduler:
-    """An APScheduler job every ``interval_s``. Nothing is kept between runs, so after a
-    restart the first run (one interval later) decides as if nothing had happened."""
-
-    async def job() -> None:
-        try:
-            async with pool.connection() as conn:
-                raised = await check(conn, datetime.now(UTC))
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.warning("adherence check skipped, database unavailable: %s", exc)
-            return
-        if raised:
-            log.info("adherence: %d missed-reading or device-silence alerts", raised)
-
-    scheduler = AsyncIOScheduler(timezone=UTC)
-    scheduler.add_job(
-        job,
-        "interval",
-        seconds=interval_s,
-        next_run_time=datetime.now(UTC) + timedelta(seconds=interval_s),
-        coalesce=True,
-        max_instances=1,
-        id="adherence",
-    )
-    scheduler.start()
-    return scheduler

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description="how often missed readings and silent devices are checked; 0 turns it off",
     )
 
+    escalation_tick_s: float = Field(
+        default=1.0, ge=0, description="how often due escalation steps are fired; 0 turns it off"
+    )
+    smtp_url: str | None = Field(default=None, description="smtp://user:pass@host:port")
+    mail_from: str = "homeward@localhost"
+
     # Storage (TimescaleDB, when present)
     compress_after_days: int = Field(default=7, ge=1)
     retention_days: int | None = Field(default=None, ge=1)

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.adherence import start_scheduler
+from alerts.jobs import start_scheduler
+from alerts.notify import Senders
 from alerts.store import RuleStage
 from api.app import create_app
 from homeward.config import Settings
@@ -73,10 +74,11 @@ class HomewardService:
         s = self.settings
         pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=10, open=False)
         await pool.open()
-        scheduler = (
-            start_scheduler(pool, s.adherence_interval_s)
-            if self.rules and s.adherence_interval_s
-            else None
+        scheduler = start_scheduler(
+            pool,
+            adherence_interval_s=s.adherence_interval_s if self.rules else 0,
+            escalation_tick_s=s.escalation_tick_s,
+            senders=Senders(s.smtp_url, s.mail_from),
         )
         runner = web.AppRunner(create_app(pool, self.status), access_log=None)
         await runner.setup()
@@ -106,7 +108,6 @@ class HomewardService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.store.close()
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
+            scheduler.shutdown(wait=False)
             await runner.cleanup()
             await pool.close()

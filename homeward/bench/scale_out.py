@@ -61,7 +61,9 @@ def drain_with_workers(
         create_session(settings, client_id, f"$share/{tag}/{settings.readings_topic()}")
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE readings")
-        conn.execute("TRUNCATE alerts, alert_events")
+        conn.execute(
+            "TRUNCATE alerts, alert_events, escalation_steps, notifications, notification_attempts"
+        )
         conn.commit()
     publish_all(settings, messages)
     expected = len(messages) * READINGS_PER_MESSAGE

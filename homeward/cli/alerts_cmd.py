@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import click
 
+from alerts.lifecycle import Acknowledge, AddNote, Command, Outcome, Reassign, Resolve, Snooze
+from alerts.lifecycle_store import apply_command
 from alerts.queue import alert_history, list_alerts
 from homeward.cli.common import database
-from homeward.cli.output import emit
+from homeward.cli.output import emit, emit_one
 from homeward.db.connect import connect
 
 
@@ -38,3 +42,76 @@ def alerts_history(ctx: click.Context, alert_id: int, as_json: bool) -> None:
     """Every event of one alert, in order."""
     with database(ctx) as dsn, connect(dsn) as conn:
         emit(alert_history(conn, alert_id), as_json=as_json, title=f"alert {alert_id}")
+
+
+def _apply(ctx: click.Context, alert_id: int, command: Command, as_json: bool) -> None:
+    with database(ctx) as dsn, connect(dsn) as conn:
+        decision = apply_command(conn, alert_id, command, datetime.now(UTC))
+    row = {
+        "alert_id": alert_id,
+        "event": decision.event,
+        "by": decision.actor,
+        **{k: v for k, v in decision.changes.items() if v is not None},
+    }
+    emit_one(row, as_json=as_json)
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--by", required=True, help="Who acknowledges (staff id).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_ack(ctx: click.Context, alert_id: int, by: str, as_json: bool) -> None:
+    """Acknowledge: escalation stops (until the policy's acknowledgement timeout)."""
+    _apply(ctx, alert_id, Acknowledge(by, datetime.now(UTC)), as_json)
+
+
+@alerts.command("resolve")
+@click.argument("alert_id", type=int)
+@click.option("--outcome", required=True, type=click.Choice([o.value for o in Outcome]))
+@click.option("--by", required=True)
+@click.option("--note", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_resolve(
+    ctx: click.Context, alert_id: int, outcome: str, by: str, note: str | None, as_json: bool
+) -> None:
+    """Resolve with an outcome code."""
+    _apply(ctx, alert_id, Resolve(by, datetime.now(UTC), outcome, note), as_json)
+
+
+@alerts.command("snooze")
+@click.argument("alert_id", type=int)
+@click.option("--minutes", required=True, type=click.FloatRange(min=1))
+@click.option("--reason", required=True)
+@click.option("--by", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_snooze(
+    ctx: click.Context, alert_id: int, minutes: float, reason: str, by: str, as_json: bool
+) -> None:
+    """Snooze for a time, with a reason (red: one hour at most)."""
+    now = datetime.now(UTC)
+    _apply(ctx, alert_id, Snooze(by, now, now + timedelta(minutes=minutes), reason), as_json)
+
+
+@alerts.command("reassign")
+@click.argument("alert_id", type=int)
+@click.option("--to", "to", required=True)
+@click.option("--by", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_reassign(ctx: click.Context, alert_id: int, to: str, by: str, as_json: bool) -> None:
+    """Give the alert to someone else."""
+    _apply(ctx, alert_id, Reassign(by, datetime.now(UTC), to), as_json)
+
+
+@alerts.command("note")
+@click.argument("alert_id", type=int)
+@click.option("--text", required=True)
+@click.option("--by", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_note(ctx: click.Context, alert_id: int, text: str, by: str, as_json: bool) -> None:
+    """Add a note to the alert's history."""
+    _apply(ctx, alert_id, AddNote(by, datetime.now(UTC), text), as_json)

@@ -9,10 +9,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 import psycopg
 
+from alerts.escalation_store import load_organisation
+from alerts.teams import load_org_file
 from devices.fleet_publisher import FleetPublisher
 from devices.registry import add_device, add_patient
 from devices.simulator import SimPatient, Simulator, generate_fleet
@@ -32,8 +35,14 @@ class DemoOptions:
     seed: int
 
 
+EXAMPLE_ORG = Path(__file__).resolve().parents[2] / "deploy" / "teams.example.yaml"
+
+
 def register(dsn: str, fleet: list[SimPatient]) -> None:
     with psycopg.connect(dsn) as conn:
+        if EXAMPLE_ORG.exists():  # the demo's fictional practices and teams
+            text = EXAMPLE_ORG.read_text(encoding="utf-8")
+            load_organisation(conn, load_org_file(text), text)
         for p in fleet:
             add_patient(
                 conn, nhs_number=p.nhs_number, name=p.name, team=p.team, conditions=p.conditions
@@ -112,6 +121,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
         f"  broker:      {settings.mqtt_url}  (topics {settings.topic_root}/devices/+/readings)\n"
         f"  quarantine:  .venv/bin/homeward quarantine list\n"
         f"  patients:    .venv/bin/homeward patient list\n"
+        f"  alerts:      .venv/bin/homeward alerts list   (then: alerts ack ID --by deal.mn1)\n"
     )
     sim_stop = threading.Event()
     sim_task = asyncio.create_task(

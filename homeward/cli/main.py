@@ -22,6 +22,7 @@ from homeward.cli.news2_cmd import news2
 from homeward.cli.output import emit, emit_one
 from homeward.cli.rules_cmd import rules
 from homeward.cli.simulate_cmd import simulate
+from homeward.cli.teams_cmd import teams
 from homeward.config import Settings
 from homeward.db.connect import connect
 from homeward.errors import HomewardError
@@ -277,6 +278,7 @@ cli.add_command(simulate)
 cli.add_command(news2)
 cli.add_command(rules)
 cli.add_command(alerts)
+cli.add_command(teams)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,139 @@
+"""Delivering notifications: signed webhooks, e-mail over SMTP, in-app (already stored).
+
+At least once: a due notification is leased, sent, and then marked delivered or given a
+retry time (exponential backoff, capped). Every attempt is recorded. A webhook carries
+``Idempotency-Key`` (the same for every retry) and ``X-Homeward-Signature:
+sha256=<HMAC of the body>`` with the team's secret from the environment; the receiver
+verifies it and ignores keys it has seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import smtplib
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import psycopg
+
+from homeward.db.queries import load_queries
+
+log = logging.getLogger(__name__)
+Q = load_queries(Path(__file__).with_name("escalation.sql"))
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def retry_delay_s(attempts: int, cap_s: float = 300.0) -> float:
+    return min(cap_s, 2.0**attempts)
+
+
+class Senders:
+    def __init__(
+        self, smtp_url: str | None, mail_from: str, secrets: dict[str, str] | None = None
+    ) -> None:
+        self.smtp_url = smtp_url
+        self.mail_from = mail_from
+        self.secrets = secrets if secrets is not None else dict(os.environ)
+
+    async def webhook(
+        self, url: str, payload: dict[str, Any], key: str, secret_env: str | None
+    ) -> str:
+        body = orjson.dumps(payload)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if secret_env:
+            secret = self.secrets.get(secret_env)
+            if not secret:
+                raise RuntimeError(f"webhook secret {secret_env} is not set")
+            headers["X-Homeward-Signature"] = sign(secret, body)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(url, data=body, headers=headers) as response,
+        ):
+            if response.status >= 300:
+                raise RuntimeError(f"webhook answered {response.status}")
+            return f"HTTP {response.status}"
+
+    async def email(self, to: str, payload: dict[str, Any]) -> str:
+        if not self.smtp_url:
+            raise RuntimeError("no SMTP server configured (HOMEWARD_SMTP_URL)")
+        parts = urlsplit(self.smtp_url)
+        message = EmailMessage()
+        message["From"] = self.mail_from
+        message["To"] = to
+        message["Subject"] = (
+            f"[Homeward {payload['priority']}] alert {payload['alert_id']} — team {payload['team']}"
+        )
+        message.set_content(
+            f"{payload['message']}\n\nEscalation level {payload['level']}. Open the queue to "
+            "acknowledge. No patient-identifiable data is sent by e-mail."
+        )
+
+        def send() -> None:
+            with smtplib.SMTP(parts.hostname or "localhost", parts.port or 25, timeout=10) as s:
+                if parts.username:
+                    s.starttls()
+                    s.login(parts.username, parts.password or "")
+                s.send_message(message)
+
+        await asyncio.to_thread(send)
+        return f"sent to {to}"
+
+
+async def deliver_due(
+    conn: psycopg.AsyncConnection[Any], senders: Senders, now: datetime
+) -> tuple[int, int]:
+    """One pass: send what is due. Returns (delivered, failed)."""
+    async with conn.transaction():
+        cur = await conn.execute(Q["claim_notifications"], {"now": now})
+        claimed = await cur.fetchall()
+        secrets = {}
+        if claimed:
+            cur = await conn.execute("SELECT webhook_url, webhook_secret_env FROM teams")
+            secrets = {url: env for url, env in await cur.fetchall() if url}
+    delivered = failed = 0
+    for notification_id, _alert_id, channel, target, payload, key, attempts in claimed:
+        try:
+            if channel == "webhook":
+                detail = await senders.webhook(target, payload, key, secrets.get(target))
+            elif channel == "email":
+                detail = await senders.email(target, payload)
+            else:
+                detail = "stored for the in-app queue"
+            ok = True
+        except Exception as exc:  # any failure is recorded and retried, never dropped
+            detail, ok = f"{type(exc).__name__}: {exc}", False
+        async with conn.transaction():
+            await conn.execute(
+                Q["attempt"], {"id": notification_id, "ok": ok, "detail": detail[:500]}
+            )
+            if ok:
+                await conn.execute(Q["delivered"], {"id": notification_id, "now": now})
+                delivered += 1
+            else:
+                retry_at = now + timedelta(seconds=retry_delay_s(attempts))
+                await conn.execute(
+                    Q["failed"],
+                    {"id": notification_id, "error": detail[:500], "retry_at": retry_at},
+                )
+                log.warning(
+                    "notification %s (%s to %s) failed: %s",
+                    notification_id,
+                    channel,
+                    target,
+                    detail,
+                )
+                failed += 1
+    return delivered, failed
