@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import smtplib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -41,11 +42,22 @@ def retry_delay_s(attempts: int, cap_s: float = 300.0) -> float:
 
 class Senders:
     def __init__(
-        self, smtp_url: str | None, mail_from: str, secrets: dict[str, str] | None = None
+        self,
+        smtp_url: str | None,
+        mail_from: str,
+        secrets: dict[str, str] | None = None,
+        publish_feedback: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.smtp_url = smtp_url
         self.mail_from = mail_from
         self.secrets = secrets if secrets is not None else dict(os.environ)
+        self.publish_feedback = publish_feedback
+
+    async def feedback(self, device_id: str, payload: dict[str, Any]) -> str:
+        if self.publish_feedback is None:
+            raise RuntimeError("not connected to the broker")
+        self.publish_feedback(device_id, orjson.dumps(payload))
+        return f"published to {device_id}"
 
     async def webhook(
         self, url: str, payload: dict[str, Any], key: str, secret_env: str | None
@@ -110,6 +122,8 @@ async def deliver_due(
                 detail = await senders.webhook(target, payload, key, secrets.get(target))
             elif channel == "email":
                 detail = await senders.email(target, payload)
+            elif channel == "feedback":
+                detail = await senders.feedback(target, payload)
             else:
                 detail = "stored for the in-app queue"
             ok = True

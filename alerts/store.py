@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.engine import HISTORY_S, Decisions, PatientSnapshot, Reading, RuleEngine
+from alerts.feedback import feedback_for
 from homeward.db.queries import load_queries
 
 Q = load_queries(Path(__file__).with_name("store.sql"))
@@ -75,6 +76,16 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
         row = await cur.fetchone()
         assert row is not None
         alert_id, created, priority = row
+        message = feedback_for(hit) if created else None
+        if message is not None:  # one message per new alert, to the patient's devices
+            await cur.execute(
+                Q["queue_feedback"],
+                {
+                    "alert_id": alert_id,
+                    "patient_id": patient_id,
+                    "payload": Jsonb({"message": message, "alert_id": alert_id}),
+                },
+            )
         await cur.execute(
             Q["insert_event"],
             {

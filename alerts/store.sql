@@ -62,3 +62,11 @@ VALUES (%(alert_id)s, %(kind)s, %(actor)s, %(data)s)
 INSERT INTO late_reviews (patient_id, rule_id, measured_at, received_at, value, message)
 VALUES (%(patient_id)s, %(rule_id)s, %(at)s, now(), %(value)s, %(message)s)
 ON CONFLICT (patient_id, rule_id, measured_at) DO NOTHING
+
+-- name: queue_feedback
+INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key)
+SELECT %(alert_id)s, 'feedback', b.device_id, %(payload)s,
+       'alert-' || %(alert_id)s || '-feedback-' || b.device_id
+FROM device_bindings b
+WHERE b.patient_id = %(patient_id)s AND b.valid_to IS NULL
+ON CONFLICT (idempotency_key) DO NOTHING

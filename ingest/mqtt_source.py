@@ -198,6 +198,15 @@ class MqttSource:
             self._loop.call_soon(self._reader)  # bytes may already be waiting
         self.paused = False
 
+    def publish_feedback(self, device_id: str, payload: bytes) -> None:
+        """A message to the patient on their device (QoS 1, not retained)."""
+        if self._client is None or not self.stats.connected:
+            raise ConnectionError("not connected to the broker")
+        topic = self._settings.device_topic(device_id, "feedback")
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectionError(mqtt.error_string(info.rc))
+
     # ---- acknowledgement ---------------------------------------------------------------
 
     def ack(self, messages: list[Inbound]) -> int:

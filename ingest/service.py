@@ -78,7 +78,7 @@ class HomewardService:
             pool,
             adherence_interval_s=s.adherence_interval_s if self.rules else 0,
             escalation_tick_s=s.escalation_tick_s,
-            senders=Senders(s.smtp_url, s.mail_from),
+            senders=Senders(s.smtp_url, s.mail_from, publish_feedback=self.source.publish_feedback),
         )
         runner = web.AppRunner(create_app(pool, self.status), access_log=None)
         await runner.setup()

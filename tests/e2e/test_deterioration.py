@@ -22,6 +22,7 @@ from support import (
     purge_session,
     reading_payload,
     running_service,
+    unique,
 )
 
 NHS = "9434765919"
@@ -236,3 +237,28 @@ def test_bad_rule_changes_are_refused_and_nothing_applied(
         cli, ["rules", "set", NHS, "threshold:spo2:low", "limit=90", "--by", "x", "--reason", "y"]
     )
     assert "no such rule" in unknown.stderr
+
+
+async def test_the_patient_is_told_on_their_device(
+    settings: Settings, db_url: str, broker_url: str
+) -> None:
+    from homeward.mqtt import make_client
+
+    received: list[bytes] = []
+    listener = make_client(settings.mqtt, unique("patient-"))
+    listener.on_message = lambda _c, _u, msg: received.append(msg.payload)
+    listener.connect(settings.mqtt.host, settings.mqtt.port)
+    listener.subscribe(settings.device_topic("+", "feedback"), qos=1)
+    listener.loop_start()
+    pub = Publisher(broker_url)
+    try:
+        async with running_service(settings):
+            pub.publish(settings.readings_topic("bp-1"), bp("f1", 188))
+            await async_wait_until(lambda: len(received) >= 2, what="feedback on both devices")
+    finally:
+        pub.close()
+        listener.loop_stop()
+        listener.disconnect()
+    messages = {orjson.loads(m)["message"] for m in received}
+    assert any("sent to your nurse" in m or "repeat your blood pressure" in m for m in messages)
+    assert count_rows(db_url, "SELECT count(*) FROM notification_attempts WHERE ok") >= 2
