@@ -246,7 +246,7 @@ async def test_the_patient_is_told_on_their_device(
 
     received: list[bytes] = []
     listener = make_client(settings.mqtt, unique("patient-"))
-    listener.on_message = lambda _c, _u, msg: received.append(msg.payload)
+    listener.on_message = lambda _c, _u, msg: received.append(bytes(msg.payload))
     listener.connect(settings.mqtt.host, settings.mqtt.port)
     listener.subscribe(settings.device_topic("+", "feedback"), qos=1)
     listener.loop_start()
