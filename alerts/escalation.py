@@ -74,11 +74,16 @@ def _on_shift(shift: Shift, when: datetime, calendar: Calendar) -> bool:
 
 
 def resolve_targets(
-    org: Organisation, team_id: str, notify: tuple[str, ...], when: datetime
+    org: Organisation,
+    team_id: str,
+    notify: tuple[str, ...],
+    when: datetime,
+    care_coordinator: str | None = None,
 ) -> list[Staff]:
     """The people a step notifies. ``role:`` everyone with the role in the team (or, when
     the team has none, its out-of-hours team); ``rota:`` those with the role on duty now
-    (everyone with the role when nobody is rostered); ``person:`` that person."""
+    (everyone with the role when nobody is rostered); ``person:`` that person;
+    ``patient:care_coordinator`` the patient's named care coordinator."""
     team = org.teams[team_id]
     everyone = {s.id: s for t in org.teams.values() for s in t.staff}
     found: dict[str, Staff] = {}
@@ -86,6 +91,10 @@ def resolve_targets(
         kind, _, value = target.partition(":")
         if kind == "person":
             found[value] = everyone[value]
+            continue
+        if target == "patient:care_coordinator":
+            if care_coordinator in everyone:
+                found[care_coordinator] = everyone[care_coordinator]
             continue
         for candidate in _teams_for_role(org, team, value):
             holders = [s for s in candidate.staff if value in s.roles]

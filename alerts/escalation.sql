@@ -36,8 +36,8 @@ WHERE alert_id = %(alert_id)s AND fired_at IS NULL AND due_at > %(acknowledged_a
 -- name: due_steps
 -- Locks both the step and its alert: an acknowledgement committed first wins, always.
 SELECT s.alert_id, s.step_no, s.level, s.targets, a.team_id, a.priority, a.message,
-       a.patient_id, a.policy
-FROM escalation_steps s JOIN alerts a USING (alert_id)
+       a.patient_id, a.policy, p.care_coordinator
+FROM escalation_steps s JOIN alerts a USING (alert_id) JOIN patients p USING (patient_id)
 WHERE s.fired_at IS NULL AND s.due_at <= %(now)s AND a.state = 'open'
   AND (a.snoozed_until IS NULL OR a.snoozed_until <= %(now)s)
 ORDER BY s.due_at

@@ -161,9 +161,10 @@ async def _expire_acknowledgements(cur: Cursor, now: datetime) -> int:
 async def _fire(cur: Cursor, org: Organisation, now: datetime) -> int:
     await cur.execute(Q["due_steps"], {"now": now})
     rows = await cur.fetchall()
-    for alert_id, step_no, level, targets, team_id, priority, message, patient_id, policy in rows:
+    for row in rows:
+        alert_id, step_no, level, targets, team_id, priority, message, patient_id, policy = row[:9]
         handling = (policy or {}).get("team", team_id)
-        people = resolve_targets(org, handling, tuple(targets), now)
+        people = resolve_targets(org, handling, tuple(targets), now, care_coordinator=row[9])
         await cur.execute(Q["mark_fired"], {"now": now, "alert_id": alert_id, "step_no": step_no})
         payload = {
             "alert_id": alert_id,

@@ -57,7 +57,9 @@ class Shift(_Model):
 class Level(_Model):
     after_s: float = Field(ge=0, description="seconds after the previous level (or raising)")
     notify: tuple[str, ...] = Field(
-        min_length=1, description="role:<role>, person:<id> or rota:<role> (on duty now)"
+        min_length=1,
+        description="role:<role>, person:<id>, rota:<role> (on duty now) or "
+        "patient:care_coordinator (the patient's named coordinator)",
     )
 
 
@@ -144,6 +146,8 @@ def _check_target(team: str, priority: str, target: str, staff: set[str]) -> lis
     if kind in ("role", "rota") and value in Role.__args__:  # type: ignore[attr-defined]
         return []
     if kind == "person" and value in staff:
+        return []
+    if target == "patient:care_coordinator":
         return []
     return [
         f"{team} {priority} policy: unknown target {target!r} "

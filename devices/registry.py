@@ -31,6 +31,8 @@ class Patient:
     display_name: str
     team_id: str | None
     conditions: list[str]
+    practice: str | None
+    care_coordinator: str | None
     created: bool
 
 
@@ -49,6 +51,8 @@ def add_patient(
     name: str,
     team: str | None = None,
     conditions: Sequence[str] = (),
+    practice: str | None = None,
+    care_coordinator: str | None = None,
 ) -> Patient:
     """Create a patient, or update name/team and add conditions when the number exists."""
     unknown = sorted(set(conditions) - set(CONDITIONS))
@@ -63,6 +67,8 @@ def add_patient(
         "display_name": name.strip(),
         "team_id": team,
         "conditions": sorted(set(conditions)),
+        "practice": practice,
+        "care_coordinator": care_coordinator,
     }
     with wrap_exceptions(), conn.cursor(row_factory=class_row(Patient)) as cur:
         patient = cur.execute(Q["insert_patient"], params).fetchone()

@@ -1,15 +1,20 @@
 -- name: insert_patient
-INSERT INTO patients (nhs_number, display_name, team_id, conditions)
-VALUES (%(nhs_number)s, %(display_name)s, %(team_id)s, %(conditions)s)
+INSERT INTO patients (nhs_number, display_name, team_id, conditions, practice, care_coordinator)
+VALUES (%(nhs_number)s, %(display_name)s, %(team_id)s, %(conditions)s, %(practice)s,
+        %(care_coordinator)s)
 ON CONFLICT (nhs_number) DO UPDATE
    SET display_name = EXCLUDED.display_name,
        team_id = COALESCE(EXCLUDED.team_id, patients.team_id),
+       practice = COALESCE(EXCLUDED.practice, patients.practice),
+       care_coordinator = COALESCE(EXCLUDED.care_coordinator, patients.care_coordinator),
        conditions = (SELECT array_agg(DISTINCT c ORDER BY c)
                      FROM unnest(patients.conditions || EXCLUDED.conditions) AS c)
-RETURNING patient_id, nhs_number, display_name, team_id, conditions, (xmax = 0) AS created
+RETURNING patient_id, nhs_number, display_name, team_id, conditions, practice, care_coordinator,
+          (xmax = 0) AS created
 
 -- name: patient_by_nhs
-SELECT patient_id, nhs_number, display_name, team_id, conditions, false AS created
+SELECT patient_id, nhs_number, display_name, team_id, conditions, practice, care_coordinator,
+       false AS created
 FROM patients WHERE nhs_number = %(nhs_number)s
 
 -- name: upsert_device
@@ -46,7 +51,8 @@ LEFT JOIN patients p ON p.patient_id = b.patient_id
 ORDER BY d.device_id
 
 -- name: list_patients
-SELECT patient_id, nhs_number, display_name, team_id, conditions, false AS created
+SELECT patient_id, nhs_number, display_name, team_id, conditions, practice, care_coordinator,
+       false AS created
 FROM patients ORDER BY patient_id
 
 -- name: list_quarantine

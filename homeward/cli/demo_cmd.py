@@ -45,7 +45,12 @@ def register(dsn: str, fleet: list[SimPatient]) -> None:
             load_organisation(conn, load_org_file(text), text)
         for p in fleet:
             add_patient(
-                conn, nhs_number=p.nhs_number, name=p.name, team=p.team, conditions=p.conditions
+                conn,
+                nhs_number=p.nhs_number,
+                name=p.name,
+                team=p.team,
+                conditions=p.conditions,
+                care_coordinator=f"{p.team}.cc1",
             )
             for device in p.devices:
                 add_device(

@@ -104,6 +104,8 @@ def patient() -> None:
 @click.option("--name", required=True)
 @click.option("--team", default=None, help="Responsible neighbourhood team id.")
 @click.option("--condition", "conditions", multiple=True, help="Repeat for several.")
+@click.option("--practice", default=None, help="The patient's GP practice.")
+@click.option("--coordinator", default=None, help="Named care coordinator (staff id).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def patient_add(
@@ -112,6 +114,8 @@ def patient_add(
     name: str,
     team: str | None,
     conditions: tuple[str, ...],
+    practice: str | None,
+    coordinator: str | None,
     as_json: bool,
 ) -> None:
     """Enrol a patient (idempotent: re-running updates name and team, adds conditions)."""
@@ -119,7 +123,13 @@ def patient_add(
 
     with database(ctx) as dsn, connect(dsn) as conn:
         added = add_patient(
-            conn, nhs_number=nhs_number, name=name, team=team, conditions=conditions
+            conn,
+            nhs_number=nhs_number,
+            name=name,
+            team=team,
+            conditions=conditions,
+            practice=practice,
+            care_coordinator=coordinator,
         )
         conn.commit()
     emit_one(dataclasses.asdict(added), as_json=as_json)

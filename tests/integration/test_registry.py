@@ -97,11 +97,20 @@ def test_cli_registry_round_trip(db_url: str, monkeypatch: pytest.MonkeyPatch) -
             "deal",
             "--condition",
             "copd",
+            "--practice",
+            "Deal Harbour Surgery (fictional)",
+            "--coordinator",
+            "deal.cc1",
             "--json",
         ],
     )
     assert out.exit_code == 0, out.output
-    assert orjson.loads(out.stdout)["nhs_number"] == NHS
+    enrolled = orjson.loads(out.stdout)
+    assert enrolled["nhs_number"] == NHS
+    assert (enrolled["practice"], enrolled["care_coordinator"]) == (
+        "Deal Harbour Surgery (fictional)",
+        "deal.cc1",
+    )
     out = runner.invoke(cli, ["device", "add", "ox-9", "--patient", NHS, "--json"])
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["device", "list", "--json"])

@@ -139,3 +139,19 @@ def test_acknowledgement_timeout_is_part_of_the_policy() -> None:
     assert plan_steps(red, datetime(2026, 1, 1, tzinfo=UTC))[-1].due_at - datetime(
         2026, 1, 1, tzinfo=UTC
     ) == timedelta(seconds=840)
+
+
+def test_technical_alerts_go_first_to_the_patients_named_coordinator() -> None:
+    policy = ORG.teams["deal"].escalation["technical"].in_hours
+    assert policy.levels[0].notify == ("patient:care_coordinator",)
+    named = resolve_targets(
+        ORG,
+        "deal",
+        policy.levels[0].notify,
+        london(2026, 11, 23, 10, 0),
+        care_coordinator="deal.cc1",
+    )
+    assert [s.id for s in named] == ["deal.cc1"]
+    assert (
+        resolve_targets(ORG, "deal", policy.levels[0].notify, london(2026, 11, 23, 10, 0)) == []
+    )  # none named: the next level
