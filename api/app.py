@@ -19,9 +19,14 @@ async def health(request: web.Request) -> web.Response:
     status = request.app[STATUS]()
     database = False
     db_error = None
+    failing: int | None = None
     try:
         async with request.app[POOL].connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
+            cur = await conn.execute(
+                "SELECT count(*) FROM notifications WHERE delivered_at IS NULL AND attempts > 0"
+            )
+            row = await cur.fetchone()
+            failing = int(row[0]) if row else 0
         database = True
     except Exception as exc:  # any failure means "not healthy"; the reason is reported
         db_error = str(exc)
@@ -30,6 +35,7 @@ async def health(request: web.Request) -> web.Response:
     body = {
         "status": "ok" if healthy else "degraded",
         "database": {"connected": database, "error": db_error},
+        "notifications_failing": failing,  # a failing channel is visible, never silent
         **status,
         "time": time.time(),
     }

@@ -22,6 +22,7 @@ async def test_health_reports_connected_services(db_url: str, broker_url: str) -
     assert body["database"]["connected"] is True
     assert body["mqtt"]["connected"] is True
     assert body["ingest"]["db_ok"] is True
+    assert body["notifications_failing"] == 0
 
 
 async def test_health_is_503_when_the_database_is_down(
