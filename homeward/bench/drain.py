@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -145,8 +146,17 @@ def copy_limit(dsn: str, messages: list[tuple[str, bytes]]) -> Drained:
     return Drained(len(messages), elapsed)
 
 
-async def drain_homeward(settings: Settings, expected_readings: int, timeout_s: float) -> Drained:
-    """The real service, from start until every reading is stored."""
+async def drain_homeward(
+    settings: Settings, expected_readings: int, timeout_s: float, profile: Path | None = None
+) -> Drained:
+    """The real service, from start until every reading is stored (optionally profiled
+    with pyinstrument: a text report is written to ``profile``)."""
+    profiler = None
+    if profile is not None:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="enabled")
+        profiler.start()
     service = HomewardService(settings)
     stop = asyncio.Event()
     began = time.perf_counter()
@@ -159,4 +169,7 @@ async def drain_homeward(settings: Settings, expected_readings: int, timeout_s: 
     elapsed = time.perf_counter() - began
     stop.set()
     await task
+    if profiler is not None and profile is not None:
+        profiler.stop()
+        profile.write_text(profiler.output_text(unicode=True, show_all=False))
     return Drained(service.pipeline.stats.stored // READINGS_PER_MESSAGE, elapsed)

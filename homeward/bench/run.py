@@ -52,6 +52,7 @@ class BenchParams:
     repetitions: int = 3
     load_rate: float = 2_000.0
     load_duration_s: float = 60.0
+    profile: Path | None = None  # pyinstrument report of the first Homeward drain
 
     @classmethod
     def quick(cls) -> BenchParams:
@@ -134,7 +135,10 @@ def _drain_round(
     publish_rate = publish_all(base, messages)
     n = len(messages)
     noop = drain.drain_noop(base, noop_id, n, timeout_s=600)
-    homeward = asyncio.run(drain.drain_homeward(hw, n * READINGS_PER_MESSAGE, timeout_s=900))
+    profile = params.profile if rep == 0 else None
+    homeward = asyncio.run(
+        drain.drain_homeward(hw, n * READINGS_PER_MESSAGE, timeout_s=900, profile=profile)
+    )
     stored, distinct = _check_exactly_once(dsn, n * READINGS_PER_MESSAGE)
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE readings")
@@ -276,5 +280,7 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
         version = conn.execute("SHOW server_version").fetchone()
         result["machine"]["postgresql"] = version[0] if version else None
         result["machine"]["timescaledb"] = timescaledb_enabled(conn)
-    result["params"] = dataclasses.asdict(params)
+    result["params"] = {
+        k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(params).items()
+    }
     return result
