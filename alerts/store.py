@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from alerts.engine import HISTORY_S, Decisions, PatientSnapshot, Reading, RuleEngine
 from alerts.feedback import feedback_for
+from alerts.rules.types import Priority, RuleHit
 from homeward.db.queries import load_queries
 
 Q = load_queries(Path(__file__).with_name("store.sql"))
@@ -55,19 +57,61 @@ async def refresh_patients(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class MergedHit:
+    """All hits of one batch for one (patient, rule): one upsert, one event."""
+
+    patient_id: int
+    first: RuleHit
+    latest: RuleHit
+    worst_value: float | None
+    count: int
+
+
+def merge_hits(hits: Iterable[tuple[int, RuleHit]]) -> list[MergedHit]:
+    groups: dict[tuple[int, str], list[RuleHit]] = {}
+    for patient_id, hit in hits:
+        groups.setdefault((patient_id, hit.rule_id), []).append(hit)
+    merged = []
+    for (patient_id, _), group in groups.items():
+        latest = max(group, key=lambda h: h.measured_at)
+        values = [h.value for h in group if h.value is not None]
+        worst = latest.value
+        if values and latest.direction == "high":
+            worst = max(values)
+        elif values and latest.direction == "low":
+            worst = min(values)
+        priority_first = max(group, key=lambda h: h.priority == Priority.RED)
+        merged.append(
+            MergedHit(
+                patient_id,
+                group[0],
+                replace(latest, priority=priority_first.priority),
+                worst,
+                len(group),
+            )
+        )
+    return merged
+
+
 async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
     """Upsert alerts, mark cleared conditions, record late items for review."""
-    for patient_id, hit in decisions.hits:
+    for m in merge_hits(decisions.hits):
+        hit = m.latest
         await cur.execute(
             Q["upsert_alert"],
             {
-                "patient_id": patient_id,
+                "patient_id": m.patient_id,
                 "rule_id": hit.rule_id,
                 "kind": hit.kind,
                 "metric": hit.metric,
                 "priority": hit.priority.value,
-                "at": hit.measured_at,
-                "value": hit.value,
+                "first_at": m.first.measured_at,
+                "latest_at": hit.measured_at,
+                "first_value": m.first.value,
+                "latest_value": hit.value,
+                "worst_value": m.worst_value,
+                "count": m.count,
                 "message": hit.message,
                 "details": Jsonb(hit.details),
                 "direction": hit.direction,
@@ -76,6 +120,7 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
         row = await cur.fetchone()
         assert row is not None
         alert_id, created, priority = row
+        patient_id = m.patient_id
         message = feedback_for(hit) if created else None
         if message is not None:  # one message per new alert, to the patient's devices
             await cur.execute(
@@ -98,6 +143,7 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
                         "measured_at": hit.measured_at.isoformat(),
                         "message": hit.message,
                         "priority": priority,
+                        "hits": m.count,
                     }
                 ),
             },

@@ -25,14 +25,16 @@ SELECT patient_id, rule_id FROM alerts
 WHERE patient_id = ANY(%(ids)s) AND state <> 'resolved' AND NOT condition_cleared
 
 -- name: upsert_alert
+-- The hits of one batch for one (patient, rule) arrive merged: count, first, latest, worst.
 INSERT INTO alerts AS a (patient_id, rule_id, kind, metric, priority, team_id,
                          first_measured_at, latest_measured_at, first_value, latest_value,
-                         worst_value, message, details)
+                         worst_value, hit_count, message, details)
 VALUES (%(patient_id)s, %(rule_id)s, %(kind)s, %(metric)s, %(priority)s,
         (SELECT team_id FROM patients WHERE patient_id = %(patient_id)s),
-        %(at)s, %(at)s, %(value)s, %(value)s, %(value)s, %(message)s, %(details)s)
+        %(first_at)s, %(latest_at)s, %(first_value)s, %(latest_value)s, %(worst_value)s,
+        %(count)s, %(message)s, %(details)s)
 ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
-    hit_count = a.hit_count + 1,
+    hit_count = a.hit_count + EXCLUDED.hit_count,
     latest_measured_at = GREATEST(a.latest_measured_at, EXCLUDED.latest_measured_at),
     latest_value = CASE WHEN EXCLUDED.latest_measured_at >= a.latest_measured_at
                         THEN EXCLUDED.latest_value ELSE a.latest_value END,

@@ -215,3 +215,33 @@ def test_slope_rule_is_off_by_default_and_can_be_switched_on() -> None:
     slopes = [h for _, h in on.evaluate(readings).hits if h.kind == "slope"]
     assert slopes
     assert slopes[-1].details["slope_per_day"] == pytest.approx(0.3)
+
+
+def test_hits_of_one_batch_are_merged_per_patient_and_rule() -> None:
+    from alerts.store import merge_hits
+
+    def hit(minute: int, value: float, priority: Priority = Priority.AMBER) -> RuleHit:
+        return RuleHit(
+            "t:sbp",
+            "threshold",
+            "systolic_bp",
+            priority,
+            value,
+            T0 + timedelta(minutes=minute),
+            f"sbp {value}",
+            "high",
+        )
+
+    merged = merge_hits(
+        [(1, hit(0, 182)), (2, hit(0, 150)), (1, hit(2, 176, Priority.RED)), (1, hit(1, 199))]
+    )
+    one, two = merged
+    assert (one.patient_id, one.count, one.first.value, one.latest.value, one.worst_value) == (
+        1,
+        3,
+        182,
+        176,
+        199,
+    )
+    assert one.latest.priority is Priority.RED
+    assert (two.patient_id, two.count) == (2, 1)
