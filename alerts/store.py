@@ -57,6 +57,26 @@ async def refresh_patients(
         )
 
 
+def _upsert_params(m: MergedHit) -> dict[str, Any]:
+    hit = m.latest
+    return {
+        "patient_id": m.patient_id,
+        "rule_id": hit.rule_id,
+        "kind": hit.kind,
+        "metric": hit.metric,
+        "priority": hit.priority.value,
+        "first_at": m.first.measured_at,
+        "latest_at": hit.measured_at,
+        "first_value": m.first.value,
+        "latest_value": hit.value,
+        "worst_value": m.worst_value,
+        "count": m.count,
+        "message": hit.message,
+        "details": Jsonb(hit.details),
+        "direction": hit.direction,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class MergedHit:
     """All hits of one batch for one (patient, rule): one upsert, one event."""
@@ -95,59 +115,54 @@ def merge_hits(hits: Iterable[tuple[int, RuleHit]]) -> list[MergedHit]:
 
 
 async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
-    """Upsert alerts, mark cleared conditions, record late items for review."""
-    for m in merge_hits(decisions.hits):
-        hit = m.latest
-        await cur.execute(
-            Q["upsert_alert"],
-            {
-                "patient_id": m.patient_id,
-                "rule_id": hit.rule_id,
-                "kind": hit.kind,
-                "metric": hit.metric,
-                "priority": hit.priority.value,
-                "first_at": m.first.measured_at,
-                "latest_at": hit.measured_at,
-                "first_value": m.first.value,
-                "latest_value": hit.value,
-                "worst_value": m.worst_value,
-                "count": m.count,
-                "message": hit.message,
-                "details": Jsonb(hit.details),
-                "direction": hit.direction,
-            },
+    """Upsert alerts, mark cleared conditions, record late items for review.
+
+    Statements of a kind go to the server together (``executemany``, pipelined by
+    psycopg): a batch that touches hundreds of alerts costs a few round trips, not
+    hundreds."""
+    merged = merge_hits(decisions.hits)
+    if merged:
+        await cur.executemany(
+            Q["upsert_alert"], [_upsert_params(m) for m in merged], returning=True
         )
-        row = await cur.fetchone()
-        assert row is not None
-        alert_id, created, priority = row
-        patient_id = m.patient_id
-        message = feedback_for(hit) if created else None
-        if message is not None:  # one message per new alert, to the patient's devices
-            await cur.execute(
-                Q["queue_feedback"],
+        rows = []
+        while True:
+            rows.append(await cur.fetchone())
+            if not cur.nextset():
+                break
+        events, feedback = [], []
+        for m, row in zip(merged, rows, strict=True):
+            assert row is not None
+            alert_id, created, priority = row
+            hit = m.latest
+            message = feedback_for(hit) if created else None
+            if message is not None:  # one message per new alert, to the patient's devices
+                feedback.append(
+                    {
+                        "alert_id": alert_id,
+                        "patient_id": m.patient_id,
+                        "payload": Jsonb({"message": message, "alert_id": alert_id}),
+                    }
+                )
+            events.append(
                 {
                     "alert_id": alert_id,
-                    "patient_id": patient_id,
-                    "payload": Jsonb({"message": message, "alert_id": alert_id}),
-                },
+                    "kind": "raised" if created else "updated",
+                    "actor": "rules",
+                    "data": Jsonb(
+                        {
+                            "value": hit.value,
+                            "measured_at": hit.measured_at.isoformat(),
+                            "message": hit.message,
+                            "priority": priority,
+                            "hits": m.count,
+                        }
+                    ),
+                }
             )
-        await cur.execute(
-            Q["insert_event"],
-            {
-                "alert_id": alert_id,
-                "kind": "raised" if created else "updated",
-                "actor": "rules",
-                "data": Jsonb(
-                    {
-                        "value": hit.value,
-                        "measured_at": hit.measured_at.isoformat(),
-                        "message": hit.message,
-                        "priority": priority,
-                        "hits": m.count,
-                    }
-                ),
-            },
-        )
+        await cur.executemany(Q["insert_event"], events)
+        if feedback:
+            await cur.executemany(Q["queue_feedback"], feedback)
     for patient_id, cleared in decisions.clears:
         await cur.execute(Q["clear_alert"], {"patient_id": patient_id, "rule_id": cleared.rule_id})
         for (alert_id,) in await cur.fetchall():
