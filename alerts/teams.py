@@ -6,7 +6,7 @@ policies and notification channels. Loaded with ``homeward teams load FILE``.
 from __future__ import annotations
 
 from datetime import time
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -143,7 +143,7 @@ class Organisation(_Model):
 
 def _check_target(team: str, priority: str, target: str, staff: set[str]) -> list[str]:
     kind, _, value = target.partition(":")
-    if kind in ("role", "rota") and value in Role.__args__:  # type: ignore[attr-defined]
+    if kind in ("role", "rota") and value in get_args(Role):
         return []
     if kind == "person" and value in staff:
         return []

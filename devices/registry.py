@@ -119,7 +119,8 @@ def add_device(
         if current is not None:
             cur.execute(Q["close_binding"], {"binding_id": current["binding_id"], "at": at})
             closed = int(current["patient_id"])
-        first = not cur.execute(Q["has_bindings"], {"device_id": device_id}).fetchone()["exists"]  # type: ignore[index]
+        seen = cur.execute(Q["has_bindings"], {"device_id": device_id}).fetchone()
+        first = not (seen and seen["exists"])
         start = datetime.min.replace(tzinfo=UTC) if first else at
         cur.execute(
             Q["insert_binding"],
