@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 import psycopg
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
 
 from alerts.escalation_store import load_organisation
 from alerts.teams import load_org_file
@@ -22,6 +24,7 @@ from devices.simulator import SimPatient, Simulator, generate_fleet
 from homeward.config import Settings
 from homeward.db.migrate import upgrade
 from homeward.db.policies import apply_policies
+from homeward.embedded.mosquitto import free_port
 from homeward.runtime import services
 from ingest.service import HomewardService
 
@@ -168,12 +171,25 @@ def demo(patients: int, day_s: float, wearables: bool, bad_rate: float, seed: in
     """Start embedded PostgreSQL and Mosquitto (unless configured), migrate, register a
     simulated fleet and run the service with it until Ctrl-C."""
     settings = Settings()
-    with services(settings) as svc:
-        upgrade(svc.settings.dsn)
-        apply_policies(
-            svc.settings.dsn,
-            compress_after_days=settings.compress_after_days,
-            retention_days=settings.retention_days,
+    outbox = None
+    if settings.smtp_url is None:  # a local mail sink, so e-mail escalations are delivered
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        outbox = Controller(
+            Mailbox(settings.state_dir.resolve() / "outbox"), hostname="127.0.0.1", port=free_port()
         )
-        options = DemoOptions(patients, day_s, wearables, bad_rate, seed)
-        asyncio.run(run_demo(svc.settings, options))
+        outbox.start()
+        settings = settings.model_copy(update={"smtp_url": f"smtp://127.0.0.1:{outbox.port}"})
+        click.echo(f"e-mail escalations go to {settings.state_dir / 'outbox'} (a Maildir)")
+    try:
+        with services(settings) as svc:
+            upgrade(svc.settings.dsn)
+            apply_policies(
+                svc.settings.dsn,
+                compress_after_days=settings.compress_after_days,
+                retention_days=settings.retention_days,
+            )
+            options = DemoOptions(patients, day_s, wearables, bad_rate, seed)
+            asyncio.run(run_demo(svc.settings, options))
+    finally:
+        if outbox is not None:
+            outbox.stop()
