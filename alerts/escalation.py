@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from alerts.teams import Calendar, Organisation, Policy, Shift, Staff, Team
+from alerts.teams import Calendar, Organisation, Policy, Shift, Staff
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -96,7 +96,8 @@ def resolve_targets(
             if care_coordinator in everyone:
                 found[care_coordinator] = everyone[care_coordinator]
             continue
-        for candidate in _teams_for_role(org, team, value):
+        ooh = [org.teams[team.out_of_hours]] if team.out_of_hours else []
+        for candidate in [team, *ooh]:
             holders = [s for s in candidate.staff if value in s.roles]
             if kind == "rota":
                 on_duty = {
@@ -109,13 +110,6 @@ def resolve_targets(
                 found.update((s.id, s) for s in holders)
                 break
     return list(found.values())
-
-
-def _teams_for_role(org: Organisation, team: Team, _role: str) -> list[Team]:
-    out = [team]
-    if team.out_of_hours:
-        out.append(org.teams[team.out_of_hours])
-    return out
 
 
 def working_hours(calendar: Calendar) -> str:

@@ -121,8 +121,3 @@ CATALOGUE: dict[str, MetricSpec] = {
 
 BP_PANEL_LOINC = "85354-9"
 VITAL_SIGNS_PANEL_LOINC = "85353-1"
-
-
-def metric(name: str) -> MetricSpec:
-    """The catalogue entry for ``name``; ``KeyError`` when unknown (callers reject)."""
-    return CATALOGUE[name]

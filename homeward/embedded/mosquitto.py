@@ -46,6 +46,8 @@ class EmbeddedMosquitto:
     port: int
     max_queued_messages: int = 1_000_000
     autosave_interval_s: int = 1
+    password_file: Path | None = None  # with acl_file: devices authenticate, ACL applies
+    acl_file: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -55,9 +57,10 @@ class EmbeddedMosquitto:
     def _write_config(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         conf = self.state_dir / "mosquitto.conf"
+        secured = self.password_file is not None and self.acl_file is not None
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if secured else 'true'}",
             "persistence true",
             f"persistence_location {self.state_dir.resolve()}/",
             f"autosave_interval {self.autosave_interval_s}",
@@ -70,6 +73,8 @@ class EmbeddedMosquitto:
             "log_type warning",
             "log_type notice",
         ]
+        if secured:
+            lines += [f"password_file {self.password_file}", f"acl_file {self.acl_file}"]
         if os.geteuid() == 0:
             # Mosquitto drops privileges to this user when started as root.
             lines.insert(0, "user root")
