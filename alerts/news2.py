@@ -1,8 +1,10 @@
 """NEWS2 (Royal College of Physicians, 2017, chart 1) — a pure function of one vital set.
 
 Rounding, stated once: temperature is rounded to one decimal and every other parameter
-to a whole number, half away from zero (``ROUND_HALF_UP``), before the chart is applied;
-36.05 °C scores as 36.1, a respiratory rate of 20.5 as 21.
+to a whole number, half up (``decimal.ROUND_HALF_UP`` on the value as written, so
+36.05 °C scores as 36.1 and a respiratory rate of 20.5 as 21), before the chart is
+applied. Values that are not finite, negative, or (for SpO2) above 100% are refused with
+:class:`~homeward.errors.ValidationError`.
 
 Missing parameters are never scored 0: the score covers the parameters present, is
 marked ``partial`` and lists what is missing. With SpO2 scale 2 and the air/oxygen
@@ -13,16 +15,17 @@ at home: it is a prompt for a person to look, not a diagnosis (docs/news2.md).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import MAX_PREC, ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from homeward.domain import Consciousness
 from homeward.errors import ValidationError
 
+# The order of ``News2Score.missing`` and ``News2Score.points``.
 PARAMETERS = (
     "respiratory_rate",
     "spo2",
@@ -32,6 +35,11 @@ PARAMETERS = (
     "consciousness",
     "body_temperature",
 )
+_NUMERIC = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "body_temperature")
+_CALCULATOR_KEYS = frozenset({*PARAMETERS, "spo2_scale"})
+
+# Precision never limits a quantize: any finite input, however large, rounds exactly.
+_ROUNDING = Context(prec=MAX_PREC, rounding=ROUND_HALF_UP)
 
 
 class Band(StrEnum):
@@ -43,7 +51,10 @@ class Band(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VitalSet:
-    """Canonical units: /min, %, mm[Hg], Cel."""
+    """One set of observations in canonical units: /min, %, mm[Hg], Cel. ``None`` = missing.
+
+    ``spo2_scale`` is 2 only for patients with documented hypercapnic respiratory failure.
+    """
 
     respiratory_rate: float | None = None
     spo2: float | None = None
@@ -57,22 +68,29 @@ class VitalSet:
 
 @dataclass(frozen=True, slots=True)
 class News2Score:
+    """The aggregate of the parameters present; ``points`` holds only those, in chart order."""
+
     score: int
     band: Band
     single_parameter_3: bool
     partial: bool
     missing: tuple[str, ...]
-    points: Mapping[str, int] = field(default_factory=dict)
+    points: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def _round(value: float, places: int = 0) -> Decimal:
-    if not math.isfinite(value) or value < 0:
-        raise ValidationError(f"a vital sign must be a finite, non-negative number, got {value}")
-    return Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+def _chart_value(name: str, value: float, places: int = 0) -> Decimal:
+    """``value`` rounded half up to ``places`` decimals, after checking it is a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{name} must be a number, got {value!r}")
+    # str(): the decimal the user wrote (35.05), not its binary approximation (35.04999…).
+    exact = Decimal(value) if isinstance(value, int) else Decimal(str(value))
+    if not exact.is_finite() or exact < 0:
+        raise ValidationError(f"{name} must be a finite, non-negative number, got {value!r}")
+    return exact.quantize(Decimal(1).scaleb(-places), context=_ROUNDING)
 
 
 def respiratory_rate_points(rate: float) -> int:
-    r = _round(rate)
+    r = _chart_value("respiratory_rate", rate)
     if r <= 8:
         return 3
     if r <= 11:
@@ -85,7 +103,11 @@ def respiratory_rate_points(rate: float) -> int:
 
 
 def spo2_points(spo2: float, *, scale: int, on_oxygen: bool | None) -> int:
-    s = _round(spo2)
+    """Scale 2 above 92% depends on oxygen; unknown (``None``) is scored as air."""
+    _check_scale(scale)
+    s = _chart_value("spo2", spo2)
+    if s > 100:
+        raise ValidationError(f"spo2 must be at most 100%, got {spo2!r}")
     if scale == 1:
         if s <= 91:
             return 3
@@ -94,8 +116,6 @@ def spo2_points(spo2: float, *, scale: int, on_oxygen: bool | None) -> int:
         if s <= 95:
             return 1
         return 0
-    if scale != 2:
-        raise ValidationError(f"SpO2 scale must be 1 or 2, got {scale}")
     if s <= 83:
         return 3
     if s <= 85:
@@ -112,11 +132,13 @@ def spo2_points(spo2: float, *, scale: int, on_oxygen: bool | None) -> int:
 
 
 def oxygen_points(on_oxygen: bool) -> int:
+    if not isinstance(on_oxygen, bool):
+        raise ValidationError(f"on_oxygen must be true or false, got {on_oxygen!r}")
     return 2 if on_oxygen else 0
 
 
 def systolic_points(systolic: float) -> int:
-    s = _round(systolic)
+    s = _chart_value("systolic_bp", systolic)
     if s <= 90:
         return 3
     if s <= 100:
@@ -129,7 +151,7 @@ def systolic_points(systolic: float) -> int:
 
 
 def pulse_points(pulse: float) -> int:
-    p = _round(pulse)
+    p = _chart_value("heart_rate", pulse)
     if p <= 40:
         return 3
     if p <= 50:
@@ -144,11 +166,17 @@ def pulse_points(pulse: float) -> int:
 
 
 def consciousness_points(level: Consciousness) -> int:
+    try:
+        level = Consciousness(level)
+    except ValueError:
+        raise ValidationError(
+            f"consciousness must be one of A, C, V, P, U, got {level!r}"
+        ) from None
     return 0 if level is Consciousness.ALERT else 3
 
 
 def temperature_points(celsius: float) -> int:
-    t = _round(celsius, 1)
+    t = _chart_value("body_temperature", celsius, places=1)
     if t <= Decimal("35.0"):
         return 3
     if t <= Decimal("36.0"):
@@ -161,6 +189,7 @@ def temperature_points(celsius: float) -> int:
 
 
 def band_for(score: int, single_parameter_3: bool) -> Band:
+    """RCP response bands; a single 3 only raises an aggregate below 5 to low-medium."""
     if score >= 7:
         return Band.HIGH
     if score >= 5:
@@ -171,6 +200,8 @@ def band_for(score: int, single_parameter_3: bool) -> Band:
 
 
 def score_news2(v: VitalSet) -> News2Score:
+    """Score the parameters present in ``v``; the rest are listed as missing, never 0."""
+    _check_scale(v.spo2_scale)
     points: dict[str, int] = {}
     if v.respiratory_rate is not None:
         points["respiratory_rate"] = respiratory_rate_points(v.respiratory_rate)
@@ -188,46 +219,59 @@ def score_news2(v: VitalSet) -> News2Score:
         points["body_temperature"] = temperature_points(v.body_temperature)
     missing = tuple(p for p in PARAMETERS if p not in points)
     score = sum(points.values())
-    single = any(p == 3 for p in points.values())
-    return News2Score(score, band_for(score, single), single, bool(missing), missing, points)
+    single = 3 in points.values()
+    return News2Score(
+        score=score,
+        band=band_for(score, single),
+        single_parameter_3=single,
+        partial=bool(missing),
+        missing=missing,
+        points=MappingProxyType(points),
+    )
 
 
-_NUMERIC = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "body_temperature")
+def _check_scale(scale: int) -> None:
+    if isinstance(scale, bool) or scale not in (1, 2):
+        raise ValidationError(f"spo2_scale must be 1 or 2, got {scale!r}")
 
 
 def parse_calculator_line(obj: object) -> VitalSet:
-    """One JSON object of the calculator's input; unknown keys and wrong types refused."""
+    """One JSON object of the calculator's input; unknown keys and wrong types refused.
+
+    Every key may be missing or ``null``; ``spo2_scale`` then defaults to 1.
+    """
     if not isinstance(obj, dict):
-        raise ValidationError("each line must be a JSON object")
-    unknown = sorted(set(obj) - {*_NUMERIC, "spo2_scale", "on_oxygen", "consciousness"})
+        raise ValidationError(f"each line must be a JSON object, got {type(obj).__name__}")
+    unknown = sorted(str(key) for key in obj if key not in _CALCULATOR_KEYS)
     if unknown:
-        raise ValidationError(f"unknown key {', '.join(unknown)}")
+        raise ValidationError(
+            f"unknown key {', '.join(unknown)} (known: {', '.join(sorted(_CALCULATOR_KEYS))})"
+        )
     values: dict[str, Any] = {}
     for key in _NUMERIC:
         value = obj.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValidationError(f"{key} must be a number, got {value!r}")
         values[key] = value
-    scale = obj.get("spo2_scale", 1)
+    scale = obj.get("spo2_scale")
     if scale is None:
         scale = 1
-    if isinstance(scale, bool) or scale not in (1, 2):
+    if not isinstance(scale, int):
         raise ValidationError(f"spo2_scale must be 1 or 2, got {scale!r}")
+    _check_scale(scale)
     on_oxygen = obj.get("on_oxygen")
     if on_oxygen is not None and not isinstance(on_oxygen, bool):
         raise ValidationError(f"on_oxygen must be true or false, got {on_oxygen!r}")
     level = obj.get("consciousness")
     if level is not None:
-        try:
-            level = Consciousness(level)
-        except ValueError:
-            raise ValidationError(
-                f"consciousness must be one of A, C, V, P, U, got {level!r}"
-            ) from None
+        if not isinstance(level, str) or level not in {c.value for c in Consciousness}:
+            raise ValidationError(f"consciousness must be one of A, C, V, P, U, got {level!r}")
+        level = Consciousness(level)
     return VitalSet(spo2_scale=scale, on_oxygen=on_oxygen, consciousness=level, **values)
 
 
 def score_to_json(score: News2Score) -> dict[str, Any]:
+    """The calculator's output object (and the shape alert details use)."""
     return {
         "score": score.score,
         "band": score.band.value,
