@@ -10,6 +10,7 @@ cleared so that tests build their settings explicitly.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,17 @@ def template_db(pg_url: str) -> Iterator[str]:
     with _admin(pg_url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     upgrade(with_database(pg_url, name))
+    with _admin(pg_url) as conn:
+        # Nothing may connect to a template while it is cloned — TimescaleDB's background
+        # scheduler would; so the template refuses connections from now on.
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
     yield name
     _drop(pg_url, name)
 
@@ -66,12 +78,18 @@ def template_db(pg_url: str) -> Iterator[str]:
 @pytest.fixture
 def db_url(pg_url: str, template_db: str) -> Iterator[str]:
     name = f"homeward_t_{uuid.uuid4().hex[:10]}"
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template_db)
+    )
     with _admin(pg_url) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
+        for attempt in range(50):  # a just-terminated session may linger for a moment
+            try:
+                conn.execute(create)
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     yield with_database(pg_url, name)
     _drop(pg_url, name)
 
