@@ -1,386 +1,551 @@
-"""Rule configuration: care-plan templates per condition, and per-patient overrides.
+"""Rule configuration: validated models, care-plan templates per condition, and per-patient
+overrides applied all-or-nothing with the provenance of every value.
 
-Every default names its source (clinical.md). A patient's effective rules are the union
-of their conditions' templates (for a rule in two templates the more sensitive setting
-wins) with the clinician's overrides applied on top. Overrides are validated as a whole
-against the metric catalogue — unknown metric, a unit that is not the metric's
-canonical unit, NaN, a low limit above a high limit — and refused with a clear error,
-nothing partly applied.
+* Every template default names its source (``source``; the numbers are in clinical.md and
+  docs/rules.md). Clinicians change them per patient; the code never holds a patient's
+  thresholds.
+* **Several conditions** (e.g. heart failure + diabetes): the union of their templates'
+  rules. For a rule id in more than one template the more sensitive configuration wins
+  *as a whole* (see :func:`sensitivity`): an enabled rule over a disabled one, then the
+  limit nearer to normal — the lower high limit, the higher low limit, the smaller change
+  or slope, the earlier deadline; on a tie, the condition first in alphabetical order.
+* **Overrides** ``{rule_id: {field: value}}`` change fields of the patient's rules; an
+  unknown rule id whose changes include ``kind`` adds a patient-specific rule. Everything
+  is validated first — unknown metric, a unit other than the metric's canonical unit
+  (refused, never converted), NaN or infinity, negative durations, a low limit at or
+  above a high one, an amber limit beyond a red one — and one
+  :class:`~homeward.errors.ValidationError` names every problem; nothing is applied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import time
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from alerts.rules.missed import Schedule
+from alerts.rules.threshold import ThresholdRule
+from alerts.rules.trend import BaselineRule, ChangeRule, CusumRule, SlopeRule
+from alerts.rules.types import Priority
 from homeward.errors import ValidationError
 from homeward.metrics import CATALOGUE
 
 PriorityName = Literal["red", "amber"]
+HISTORY_DAYS = 35  # the engine keeps 35 days per metric: no window may reach further back
 
 
-class _Rule(BaseModel):
+class _RuleConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    id: str = Field(min_length=3, max_length=80)
+    id: str = Field(min_length=3, max_length=80, pattern=r"^[a-z0-9_]+(:[a-z0-9_.-]+)*$")
     enabled: bool = True
-    source: str = Field(min_length=3)
+    source: str = Field(default="patient-specific rule set by a clinician", min_length=3)
 
 
-class _MetricRule(_Rule):
+def _known_metric(metric: str) -> None:
+    if metric not in CATALOGUE:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(CATALOGUE)}")
+
+
+class _MetricRuleConfig(_RuleConfig):
     metric: str
-    unit: str
+    unit: str  # stated explicitly: it must be the metric's canonical unit
 
     @model_validator(mode="after")
-    def _metric_and_unit(self) -> _MetricRule:
-        spec = CATALOGUE.get(self.metric)
-        if spec is None:
-            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(CATALOGUE)}")
-        if self.unit != spec.unit:
+    def _metric_and_unit(self) -> _MetricRuleConfig:
+        _known_metric(self.metric)
+        canonical = CATALOGUE[self.metric].unit
+        if self.unit != canonical:
             raise ValueError(
-                f"{self.metric} limits are set in {spec.unit}, not {self.unit!r} "
+                f"{self.metric} limits are set in {canonical}, not {self.unit!r} "
                 "(a wrong unit is refused, never converted)"
             )
         return self
 
 
-class ThresholdConfig(_MetricRule):
+class ThresholdRuleConfig(_MetricRuleConfig):
     kind: Literal["threshold"] = "threshold"
     direction: Literal["high", "low"]
     limit: float
     priority: PriorityName
     inclusive: bool = True  # True: the limit itself is beyond (≥ for high, ≤ for low)
     hysteresis: float = Field(default=0.0, ge=0)
-    sustained_min: float = Field(default=0.0, ge=0)
+    sustained_min: float = Field(default=0.0, ge=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _within_what_is_possible(self) -> ThresholdRuleConfig:
+        low, high = CATALOGUE[self.metric].possible
+        clears_at = self.limit - self.hysteresis if self.direction == "high" else self.limit
+        top = self.limit if self.direction == "high" else self.limit + self.hysteresis
+        if not (low <= clears_at and top <= high):
+            raise ValueError(
+                f"limit {self.limit:g} with hysteresis {self.hysteresis:g} reaches outside "
+                f"what {self.metric} can be ({low:g}–{high:g} {self.unit})"
+            )
+        return self
+
+    def to_rule(self) -> ThresholdRule:
+        return ThresholdRule(
+            self.id,
+            self.metric,
+            self.direction,
+            self.limit,
+            Priority(self.priority),
+            self.hysteresis,
+            self.sustained_min * 60.0,
+            inclusive=self.inclusive,
+        )
 
 
-class ChangeConfig(_MetricRule):
+class ChangeRuleConfig(_MetricRuleConfig):
     kind: Literal["change"] = "change"
     direction: Literal["rise", "fall"] = "rise"
     delta: float = Field(gt=0)
-    window_h: float = Field(gt=0, le=24 * 60)
+    window_h: float = Field(gt=0, le=24 * HISTORY_DAYS)
     priority: PriorityName = "amber"
 
+    def to_rule(self) -> ChangeRule:
+        p = Priority(self.priority)
+        return ChangeRule(self.id, self.metric, self.delta, self.window_h, self.direction, p)
 
-class SlopeConfig(_MetricRule):
+
+class SlopeRuleConfig(_MetricRuleConfig):
     kind: Literal["slope"] = "slope"
     direction: Literal["rise", "fall"] = "rise"
     per_day: float = Field(gt=0)
-    window_days: float = Field(default=7, gt=0, le=90)
-    min_points: int = Field(default=4, ge=2)
+    window_days: float = Field(default=7.0, gt=0, le=HISTORY_DAYS)
+    min_points: int = Field(default=4, ge=3)
     priority: PriorityName = "amber"
 
+    def to_rule(self) -> SlopeRule:
+        return SlopeRule(
+            self.id,
+            self.metric,
+            self.per_day,
+            self.window_days,
+            self.min_points,
+            self.direction,
+            Priority(self.priority),
+        )
 
-class BaselineConfig(_MetricRule):
+
+class BaselineRuleConfig(_MetricRuleConfig):
+    """Deviation from the patient's own baseline: EWMA (``lam``, ``limit_sigma``,
+    ``min_delta``) or CUSUM (``k_sigma``, ``h_sigma``); ``recent_days`` is kept out of
+    the baseline (EWMA: the recent window; CUSUM: the guard)."""
+
     kind: Literal["baseline"] = "baseline"
+    method: Literal["ewma", "cusum"] = "ewma"
     direction: Literal["rise", "fall", "both"] = "rise"
-    baseline_days: float = Field(default=28, gt=0, le=365)
-    recent_days: float = Field(default=3, gt=0, le=60)
+    baseline_days: float = Field(default=28.0, gt=0)
+    recent_days: float = Field(default=3.0, gt=0)
+    min_points: int = Field(default=14, ge=3)
     lam: float = Field(default=0.3, gt=0, le=1)
     limit_sigma: float = Field(default=3.0, gt=0)
     min_delta: float = Field(default=0.0, ge=0)
-    min_points: int = Field(default=7, ge=3)
+    k_sigma: float = Field(default=0.5, ge=0)
+    h_sigma: float = Field(default=5.0, gt=0)
+    min_sigma: float = Field(default=0.0, ge=0)
     priority: PriorityName = "amber"
 
+    @model_validator(mode="after")
+    def _fits_history(self) -> BaselineRuleConfig:
+        if self.baseline_days + self.recent_days > HISTORY_DAYS:
+            raise ValueError(
+                f"baseline_days + recent_days must be at most {HISTORY_DAYS} "
+                "(the history the engine keeps)"
+            )
+        return self
 
-class News2Config(_Rule):
+    def to_rule(self) -> BaselineRule | CusumRule:
+        p = Priority(self.priority)
+        if self.method == "cusum":
+            return CusumRule(
+                self.id,
+                self.metric,
+                self.baseline_days,
+                self.recent_days,
+                self.k_sigma,
+                self.h_sigma,
+                self.min_points,
+                self.direction,
+                p,
+                self.min_sigma,
+            )
+        return BaselineRule(
+            self.id,
+            self.metric,
+            self.baseline_days,
+            self.recent_days,
+            self.lam,
+            self.limit_sigma,
+            self.min_delta,
+            self.min_points,
+            self.direction,
+            p,
+            self.min_sigma,
+        )
+
+
+class News2RuleConfig(_RuleConfig):
+    """NEWS2 (alerts/news2.py, docs/news2.md): which scale, how close in time the
+    parameters of one vital set must be, and the aggregate that alerts at each priority."""
+
     kind: Literal["news2"] = "news2"
-    spo2_scale: Literal[1, 2] = 1
-    window_min: float = Field(default=15, gt=0, le=240)
+    spo2_scale: Literal[1, 2] = 1  # 2 only for documented hypercapnic respiratory failure
+    window_min: float = Field(default=15.0, gt=0, le=240)
+    amber_at: int = Field(default=5, ge=1, le=20)  # medium: urgent review
+    red_at: int = Field(default=7, ge=1, le=20)  # high: emergency assessment
+    single_parameter_3: bool = True  # a 3 in one parameter alerts amber
+
+    @model_validator(mode="after")
+    def _ordered(self) -> News2RuleConfig:
+        if self.amber_at >= self.red_at:
+            raise ValueError(f"amber_at {self.amber_at} must be below red_at {self.red_at}")
+        return self
 
 
-class MissedConfig(_MetricRule):
+class MissedReadingConfig(_RuleConfig):
     kind: Literal["missed"] = "missed"
-    due: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    tz: str = "Europe/London"
+    metric: str
+    due: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local "HH:MM"
+    tz: str = Field(default="Europe/London", max_length=64)
     grace_min: int = Field(default=60, ge=0, le=24 * 60)
 
+    @model_validator(mode="after")
+    def _metric_and_zone(self) -> MissedReadingConfig:
+        _known_metric(self.metric)
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {self.tz!r} (e.g. Europe/London)") from None
+        return self
 
-RuleConfig = Annotated[
-    ThresholdConfig | ChangeConfig | SlopeConfig | BaselineConfig | News2Config | MissedConfig,
-    Field(discriminator="kind"),
-]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(RuleConfig)
-
-NICE = "NICE NG136"
-NEWS2_SRC = "RCP NEWS2 2017, chart 1"
+    def to_rule(self) -> Schedule:
+        hour, minute = (int(x) for x in self.due.split(":"))
+        return Schedule(self.id, self.metric, time(hour, minute), self.tz, self.grace_min)
 
 
-def _threshold(
-    metric: str,
-    name: str,
-    direction: str,
-    limit: float,
-    priority: str,
-    source: str,
-    *,
-    inclusive: bool = True,
-    hysteresis: float = 0.0,
-) -> Any:
-    return _ADAPTER.validate_python(
+class DeviceSilenceConfig(_RuleConfig):
+    """Technical alert for a device that reports itself offline or is silent for longer
+    than ``factor`` × its expected cadence."""
+
+    kind: Literal["device_silence"] = "device_silence"
+    spot_cadence_h: float = Field(default=24.0, gt=0, le=24 * 7)  # cuffs, scales, meters
+    continuous_cadence_min: float = Field(default=2.0, gt=0, le=24 * 60)  # wearables
+    factor: float = Field(default=2.0, ge=1, le=10)
+    offline_alerts: bool = True
+
+
+RuleConfig = (
+    ThresholdRuleConfig
+    | ChangeRuleConfig
+    | SlopeRuleConfig
+    | BaselineRuleConfig
+    | News2RuleConfig
+    | MissedReadingConfig
+    | DeviceSilenceConfig
+)
+_ADAPTER: TypeAdapter[RuleConfig] = TypeAdapter(Annotated[RuleConfig, Field(discriminator="kind")])
+
+# Names used before the models were renamed (alerts.engine, alerts.adherence).
+ThresholdConfig = ThresholdRuleConfig
+ChangeConfig = ChangeRuleConfig
+SlopeConfig = SlopeRuleConfig
+BaselineConfig = BaselineRuleConfig
+News2Config = News2RuleConfig
+MissedConfig = MissedReadingConfig
+
+# --- templates -------------------------------------------------------------------------
+
+NG136 = "NICE NG136"
+NEWS2 = "RCP NEWS2 2017 chart 1"
+ESC = "ESC HFA patient advice"
+BTS = "BTS 2017 oxygen guideline"
+_SIGNS = {"≥": ("high", True), ">": ("high", False), "≤": ("low", True), "<": ("low", False)}
+
+
+def _limit(
+    metric: str, name: str, sign: str, limit: float, priority: str, hysteresis: float, source: str
+) -> ThresholdRuleConfig:
+    direction, inclusive = _SIGNS[sign]
+    return ThresholdRuleConfig.model_validate(
         {
-            "kind": "threshold",
             "id": f"threshold:{metric}:{name}",
             "metric": metric,
             "unit": CATALOGUE[metric].unit,
             "direction": direction,
-            "limit": limit,
             "inclusive": inclusive,
-            "hysteresis": hysteresis,
+            "limit": limit,
             "priority": priority,
+            "hysteresis": hysteresis,
             "source": source,
         }
     )
 
 
-def _missed(metric: str, due: str, source: str) -> MissedConfig:
-    unit = CATALOGUE[metric].unit
-    return MissedConfig(id=f"missed:{metric}", metric=metric, unit=unit, due=due, source=source)
+def _missed(metric: str, due: str, source: str) -> MissedReadingConfig:
+    return MissedReadingConfig(id=f"missed:{metric}", metric=metric, due=due, source=source)
 
 
-NEWS2_DEFAULT = News2Config(id="news2", source=NEWS2_SRC)
-T = _threshold
+def _weight(**settings: Any) -> Any:
+    return {"metric": "body_weight", "unit": "kg", **settings}
 
-TEMPLATES: dict[str, tuple[Any, ...]] = {
+
+NEWS2_DEFAULT = News2RuleConfig(
+    id="news2", source=f"{NEWS2}: 5–6 medium (amber), 7+ high (red), a single 3 (amber)"
+)
+SILENCE_DEFAULT = DeviceSilenceConfig(
+    id="device_silence",
+    source="IEC 60601-1-8 (RELIABILITY.md): device silence is a technical alarm",
+)
+CARE_PLAN = "care-plan default, agree the time with the patient"
+
+TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
     "hypertension": (
-        T(
-            "systolic_bp",
-            "severe",
-            "high",
-            180,
-            "red",
-            f"{NICE}: severe, systolic ≥ 180 mmHg",
-            hysteresis=10,
-        ),
-        T(
-            "diastolic_bp",
-            "severe",
-            "high",
-            120,
-            "red",
-            f"{NICE}: severe, diastolic ≥ 120 mmHg",
-            hysteresis=5,
-        ),
-        T(
-            "systolic_bp",
-            "stage2",
-            "high",
-            150,
-            "amber",
-            f"{NICE}: home stage 2 hypertension from 150/95",
-            hysteresis=5,
-        ),
-        T(
-            "systolic_bp",
-            "low",
-            "low",
-            90,
-            "red",
-            f"{NEWS2_SRC}: systolic ≤ 90 scores 3",
-            hysteresis=5,
-        ),
-        _missed("systolic_bp", "20:00", f"{NICE}: home readings twice daily"),
+        _limit("systolic_bp", "severe", "≥", 180, "red", 10, f"{NG136}: severe, systolic ≥ 180"),
+        _limit("diastolic_bp", "severe", "≥", 120, "red", 5, f"{NG136}: severe, diastolic ≥ 120"),
+        _limit("systolic_bp", "stage2", "≥", 150, "amber", 5, f"{NG136}: home stage 2 from 150/95"),
+        _limit("diastolic_bp", "stage2", "≥", 95, "amber", 5, f"{NG136}: home stage 2 from 150/95"),
+        _limit("systolic_bp", "low", "≤", 90, "red", 5, f"{NEWS2}: systolic ≤ 90 scores 3"),
+        _missed("systolic_bp", "20:00", f"{NG136}: home readings twice a day; {CARE_PLAN}"),
+        SILENCE_DEFAULT,
     ),
     "heart_failure": (
-        ChangeConfig(
-            id="change:body_weight:3d",
-            metric="body_weight",
-            unit="kg",
-            delta=2.0,
-            window_h=72,
-            source="ESC HFA patient advice: > 2 kg in 3 days",
+        ChangeRuleConfig(
+            **_weight(id="change:body_weight:3d", delta=2.0, window_h=72),
+            source=f"{ESC}: > 2 kg in 3 days",
         ),
-        ChangeConfig(
-            id="change:body_weight:1d",
-            metric="body_weight",
-            unit="kg",
-            delta=1.5,
-            window_h=24,
-            source="ESC HFA: > 1.5 kg in 1 day",
+        ChangeRuleConfig(
+            **_weight(id="change:body_weight:1d", delta=1.5, window_h=24),
+            source="Homeward default, not in clinical.md: > 1.5 kg in 1 day — confirm locally",
         ),
-        SlopeConfig(
-            id="slope:body_weight",
-            metric="body_weight",
-            unit="kg",
-            per_day=0.5,
-            window_days=7,
-            enabled=False,
-            source="optional: a steady gain of 0.5 kg a day over a week (off by default)",
+        BaselineRuleConfig(
+            **_weight(id="baseline:body_weight", min_delta=2.0),
+            source="clinical.md: ≥ 2 kg against a 28-day baseline; EWMA λ 0.3, limits 3σ",
         ),
-        BaselineConfig(
-            id="baseline:body_weight",
-            metric="body_weight",
-            unit="kg",
-            min_delta=2.0,
-            source="clinical.md: ≥ 2 kg against a 28-day baseline (EWMA λ 0.3, 3σ)",
+        BaselineRuleConfig(
+            **_weight(id="baseline:body_weight:cusum", method="cusum", enabled=False),
+            source="clinical.md: CUSUM k 0.5σ, h 5σ, reset after an alarm (off by default)",
         ),
-        T("spo2", "low", "low", 91, "red", f"{NEWS2_SRC}: SpO2 ≤ 91 scores 3", hysteresis=1),
+        SlopeRuleConfig(
+            **_weight(id="slope:body_weight", per_day=0.5, window_days=7, enabled=False),
+            source="Homeward option, no published limit: 0.5 kg a day over 7 days (off)",
+        ),
+        _limit("spo2", "low", "≤", 91, "red", 1, f"{NEWS2}: SpO2 ≤ 91 % scores 3 (scale 1)"),
         NEWS2_DEFAULT,
-        _missed("body_weight", "10:00", "ESC HFA: weigh every morning"),
+        _missed("body_weight", "10:00", f"{ESC}: weigh every morning; {CARE_PLAN}"),
+        SILENCE_DEFAULT,
     ),
     "copd": (
-        T(
-            "spo2",
-            "low",
-            "low",
-            88,
-            "red",
-            "BTS 2017: below the 88–92% target",
-            inclusive=False,
-            hysteresis=1,
-        ),
-        BaselineConfig(
+        _limit("spo2", "low", "<", 88, "red", 1, f"{BTS}: target 88–92 % for hypercapnic risk"),
+        BaselineRuleConfig(
             id="baseline:spo2",
             metric="spo2",
             unit="%",
             direction="fall",
             min_delta=3.0,
             recent_days=1,
-            source="BTS 2017: a fall of 3 percentage points needs reassessment",
+            source=f"{BTS}: a fall of 3 percentage points or more needs reassessment",
         ),
-        T(
-            "body_temperature",
-            "fever",
-            "high",
-            38.1,
-            "amber",
-            f"{NEWS2_SRC}: ≥ 38.1 °C scores",
-            hysteresis=0.3,
-        ),
+        _limit("body_temperature", "fever", "≥", 38.1, "amber", 0.3, f"{NEWS2}: ≥ 38.1 °C scores"),
         NEWS2_DEFAULT,
-        _missed("spo2", "12:00", "BTS 2017 home oximetry: daily"),
+        _missed("spo2", "12:00", f"{BTS}: home oximetry; {CARE_PLAN}"),
+        SILENCE_DEFAULT,
     ),
     "type2_diabetes": (
-        T(
-            "blood_glucose",
-            "severe",
-            "low",
-            3.0,
-            "red",
-            "clinical.md: < 3.0 mmol/L is clinically significant",
-            inclusive=False,
-            hysteresis=0.5,
-        ),
-        T(
-            "blood_glucose",
-            "hypo",
-            "low",
-            4.0,
-            "amber",
-            "Four is the floor: < 4.0 mmol/L",
-            inclusive=False,
-            hysteresis=0.5,
-        ),
-        T(
-            "blood_glucose",
-            "high",
-            "high",
-            13.9,
-            "amber",
-            "Battelino 2019: > 13.9 mmol/L",
-            inclusive=False,
-            hysteresis=1.0,
-        ),
-        _missed("blood_glucose", "10:00", "care plan: daily fasting glucose"),
+        _limit("blood_glucose", "severe", "<", 3.0, "red", 0.5, "clinical.md: < 3.0 significant"),
+        _limit("blood_glucose", "hypo", "<", 4.0, "amber", 0.5, "Hypo: four is the floor (< 4.0)"),
+        _limit("blood_glucose", "high", ">", 13.9, "amber", 1.0, "Battelino 2019: > 13.9 mmol/L"),
+        _missed("blood_glucose", "10:00", f"daily glucose; {CARE_PLAN}"),
+        SILENCE_DEFAULT,
     ),
     "post_discharge": (
         NEWS2_DEFAULT,
-        T("spo2", "low", "low", 91, "red", f"{NEWS2_SRC}: SpO2 ≤ 91 scores 3", hysteresis=1),
-        T(
-            "heart_rate",
-            "high",
-            "high",
-            131,
-            "red",
-            f"{NEWS2_SRC}: pulse ≥ 131 scores 3",
-            hysteresis=5,
+        _limit("spo2", "low", "≤", 91, "red", 1, f"{NEWS2}: SpO2 ≤ 91 % scores 3 (scale 1)"),
+        _limit("heart_rate", "high", "≥", 131, "red", 5, f"{NEWS2}: pulse ≥ 131 scores 3"),
+        _limit("heart_rate", "low", "≤", 40, "red", 3, f"{NEWS2}: pulse ≤ 40 scores 3"),
+        _limit("systolic_bp", "low", "≤", 90, "red", 5, f"{NEWS2}: systolic ≤ 90 scores 3"),
+        _limit(
+            "body_temperature", "fever", "≥", 39.1, "amber", 0.3, f"{NEWS2}: ≥ 39.1 °C scores 2"
         ),
-        T(
-            "body_temperature",
-            "fever",
-            "high",
-            39.1,
-            "amber",
-            f"{NEWS2_SRC}: ≥ 39.1 °C scores 2",
-            hysteresis=0.3,
-        ),
+        _limit("body_temperature", "low", "≤", 35.0, "red", 0.3, f"{NEWS2}: ≤ 35.0 °C scores 3"),
+        SILENCE_DEFAULT,
     ),
 }
 
 
-def _more_sensitive(a: Any, b: Any) -> Any:
-    if isinstance(a, ThresholdConfig) and isinstance(b, ThresholdConfig):
-        if a.direction == "high":
-            return a if a.limit <= b.limit else b
-        return a if a.limit >= b.limit else b
-    if isinstance(a, ChangeConfig) and isinstance(b, ChangeConfig):
-        return a if a.delta <= b.delta else b
-    return a
+# --- a patient's rule set ---------------------------------------------------------------
+
+
+def sensitivity(rule: RuleConfig) -> tuple[float, ...]:
+    """Larger is more sensitive (alerts sooner); compared only between configurations of
+    the same rule id, which templates keep to one kind, metric and direction."""
+    on = float(rule.enabled)
+    match rule:
+        case ThresholdRuleConfig():
+            nearer = -rule.limit if rule.direction == "high" else rule.limit
+            red = float(rule.priority == "red")
+            return (on, nearer, float(rule.inclusive), red, -rule.sustained_min)
+        case ChangeRuleConfig():
+            return (on, -rule.delta, rule.window_h)
+        case SlopeRuleConfig():
+            return (on, -rule.per_day, rule.window_days, -rule.min_points)
+        case BaselineRuleConfig():
+            return (on, -rule.min_delta, -rule.limit_sigma, -rule.h_sigma, -rule.min_points)
+        case News2RuleConfig():
+            return (on, -rule.amber_at, -rule.red_at, float(rule.single_parameter_3))
+        case MissedReadingConfig():
+            hour, minute = (int(x) for x in rule.due.split(":"))
+            return (on, -(hour * 60 + minute + rule.grace_min))
+        case DeviceSilenceConfig():
+            return (on, -rule.factor, -rule.spot_cadence_h, -rule.continuous_cadence_min)
 
 
 @dataclass(frozen=True, slots=True)
 class EffectiveRule:
-    rule: Any  # one of the *Config models
-    origin: str  # "template:<condition>" or "override"
+    rule: Any  # a RuleConfig model (typed loosely for callers that narrow it themselves)
+    origin: str  # "template:<condition>", or "override" when any field was overridden
     overridden: tuple[str, ...] = ()
 
 
-def template_rules(conditions: Iterable[str]) -> dict[str, EffectiveRule]:
-    rules: dict[str, EffectiveRule] = {}
-    for condition in sorted(conditions):
-        for rule in TEMPLATES.get(condition, ()):
-            current = rules.get(rule.id)
-            if current is None or _more_sensitive(rule, current.rule) is rule:
-                rules[rule.id] = EffectiveRule(rule, f"template:{condition}")
-    return rules
+@dataclass(frozen=True, slots=True)
+class PatientRuleSet:
+    """A patient's effective rules, and where each value of each rule came from:
+    ``provenance[rule_id][field]`` is ``"template:<condition>"`` or ``"override"``."""
+
+    rules: Mapping[str, RuleConfig]
+    provenance: Mapping[str, Mapping[str, str]]
+    conditions: tuple[str, ...] = ()
+
+    def overridden(self, rule_id: str) -> tuple[str, ...]:
+        return tuple(sorted(k for k, v in self.provenance[rule_id].items() if v == "override"))
+
+    def origin(self, rule_id: str) -> str:
+        origins = set(self.provenance[rule_id].values())
+        return "override" if "override" in origins else min(origins)
+
+    def enabled(self) -> list[RuleConfig]:
+        return [rule for rule in self.rules.values() if rule.enabled]
+
+    def effective(self) -> dict[str, EffectiveRule]:
+        return {
+            rule_id: EffectiveRule(rule, self.origin(rule_id), self.overridden(rule_id))
+            for rule_id, rule in self.rules.items()
+        }
+
+
+def template_ruleset(conditions: Iterable[str]) -> PatientRuleSet:
+    """The union of the conditions' templates, the more sensitive configuration winning."""
+    names = sorted(set(conditions))
+    unknown = [name for name in names if name not in TEMPLATES]
+    if unknown:
+        raise ValidationError(
+            f"unknown condition {', '.join(unknown)}; known: {', '.join(sorted(TEMPLATES))}"
+        )
+    chosen: dict[str, tuple[RuleConfig, str]] = {}
+    for name in names:
+        for rule in TEMPLATES[name]:
+            current = chosen.get(rule.id)
+            if current is not None and _shape(current[0]) != _shape(rule):
+                raise ValidationError(f"templates disagree on what {rule.id} is")
+            if current is None or sensitivity(rule) > sensitivity(current[0]):
+                chosen[rule.id] = (rule, f"template:{name}")
+    return PatientRuleSet(
+        {rule_id: rule for rule_id, (rule, _) in chosen.items()},
+        {rule_id: dict.fromkeys(type(r).model_fields, o) for rule_id, (r, o) in chosen.items()},
+        tuple(names),
+    )
+
+
+_FIXED = ("id", "kind", "metric", "source")
+
+
+def apply_overrides(
+    template: PatientRuleSet, overrides: Mapping[str, Mapping[str, Any]]
+) -> PatientRuleSet:
+    """``template`` with ``overrides`` applied — all of them, or none: every problem is
+    collected and raised as one :class:`ValidationError`, and nothing is returned."""
+    if not isinstance(overrides, Mapping):
+        raise ValidationError("overrides must map rule ids to {field: value}")
+    rules = dict(template.rules)
+    provenance = {rule_id: dict(fields) for rule_id, fields in template.provenance.items()}
+    errors: list[str] = []
+    for rule_id, changes in overrides.items():
+        if not isinstance(changes, Mapping) or not changes:
+            errors.append(f"{rule_id}: give the changes as field=value pairs")
+            continue
+        base = rules.get(rule_id)
+        if base is None and "kind" not in changes:
+            errors.append(f"{rule_id}: no such rule for this patient's care plan")
+            continue
+        fixed = [name for name in _FIXED if name in changes and base is not None]
+        if fixed or changes.get("id", rule_id) != rule_id:
+            errors.append(f"{rule_id}: {', '.join(fixed) or 'id'} cannot be changed")
+            continue
+        data = {"id": rule_id, **changes} if base is None else {**base.model_dump(), **changes}
+        try:
+            rule = _ADAPTER.validate_python(data)
+        except PydanticValidationError as exc:
+            errors.extend(_describe(rule_id, e) for e in exc.errors(include_url=False))
+            continue
+        rules[rule_id] = rule
+        fields = type(rule).model_fields if base is None else changes
+        provenance[rule_id] = {**provenance.get(rule_id, {}), **dict.fromkeys(fields, "override")}
+    errors.extend(_cross_checks(rules))
+    if errors:
+        raise ValidationError("rule change refused, nothing applied: " + "; ".join(errors))
+    return PatientRuleSet(rules, provenance, template.conditions)
 
 
 def effective_rules(
     conditions: Iterable[str], overrides: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, EffectiveRule]:
     """Templates with overrides applied; raises ValidationError and applies nothing on error."""
-    rules = template_rules(conditions)
-    errors: list[str] = []
-    for rule_id, changes in overrides.items():
-        base = rules.get(rule_id)
-        if base is None:
-            errors.append(f"{rule_id}: no such rule for this patient's care plan")
-            continue
-        if {"id", "kind", "metric"} & set(changes):
-            errors.append(f"{rule_id}: id, kind and metric cannot be changed")
-            continue
-        try:
-            merged = _ADAPTER.validate_python({**base.rule.model_dump(), **changes})
-        except PydanticValidationError as exc:
-            errors.extend(f"{rule_id}: {_describe(e)}" for e in exc.errors(include_url=False))
-            continue
-        rules[rule_id] = EffectiveRule(merged, "override", tuple(sorted(changes)))
-    errors.extend(_cross_checks(rules))
-    if errors:
-        raise ValidationError("; ".join(errors))
-    return rules
+    return apply_overrides(template_ruleset(conditions), overrides).effective()
 
 
-def _describe(error: Any) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "value"
-    return f"{where}: {error['msg']}"
+def _shape(rule: RuleConfig) -> tuple[str, ...]:
+    return (rule.kind, getattr(rule, "metric", ""), getattr(rule, "direction", ""))
 
 
-def _cross_checks(rules: Mapping[str, EffectiveRule]) -> list[str]:
-    """A low limit must sit below every high limit on the same metric."""
+def _describe(rule_id: str, error: Any) -> str:
+    loc = [str(p) for p in error["loc"]]
+    if loc and loc[0] in _KINDS:
+        loc = loc[1:]  # the discriminator's tag
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return f"{rule_id}: {message}"
+    if error["type"] == "missing":
+        return f"{rule_id}: {'.'.join(loc)} is required"
+    return f"{rule_id}: {'.'.join(loc)}: {message} (got {error.get('input')!r})"
+
+
+_KINDS = ("threshold", "change", "slope", "baseline", "news2", "missed", "device_silence")
+
+
+def _cross_checks(rules: Mapping[str, RuleConfig]) -> list[str]:
+    """Across enabled thresholds of one metric: every low limit below every high limit,
+    and no amber limit beyond a red one in the same direction."""
     problems = []
-    thresholds = [
-        r.rule for r in rules.values() if isinstance(r.rule, ThresholdConfig) and r.rule.enabled
-    ]
-    for low in (t for t in thresholds if t.direction == "low"):
-        for high in (t for t in thresholds if t.direction == "high" and t.metric == low.metric):
-            if low.limit >= high.limit:
-                problems.append(
-                    f"{low.id} limit {low.limit:g} is not below {high.id} limit {high.limit:g}"
-                )
+    limits = [r for r in rules.values() if isinstance(r, ThresholdRuleConfig) and r.enabled]
+    for a in limits:
+        for b in limits:
+            if a.metric != b.metric:
+                continue
+            if a.direction == "low" and b.direction == "high" and a.limit >= b.limit:
+                problems.append(f"{a.id} limit {a.limit:g} is not below {b.id} limit {b.limit:g}")
+            if a.direction == b.direction and a.priority == "amber" and b.priority == "red":
+                worse = a.limit > b.limit if a.direction == "high" else a.limit < b.limit
+                if worse:
+                    problems.append(
+                        f"{a.id} (amber, {a.limit:g}) is beyond {b.id} (red, {b.limit:g}): "
+                        "an amber limit must be less extreme than a red one"
+                    )
     return problems
 
 
