@@ -132,6 +132,19 @@ def test_hypertable_compression_and_continuous_aggregates(timescale_db: str) -> 
             "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"
         ).fetchall()
         assert hypertables == [("readings", True)]
+        # 7-day chunks and one bloom filter, on device_id (migration 0008).
+        interval = conn.execute(
+            "SELECT time_interval FROM timescaledb_information.dimensions"
+            " WHERE hypertable_name = 'readings'"
+        ).fetchone()
+        assert interval == (timedelta(days=7),)
+        sparse = conn.execute(
+            "SELECT index FROM timescaledb_information.hypertable_compression_settings"
+            " WHERE hypertable = 'readings'::regclass"
+        ).fetchone()
+        assert sparse is not None
+        blooms = [i["column"] for i in sparse[0] if i["type"] == "bloom"]
+        assert blooms == ["device_id"]
         caggs = {
             r[0]
             for r in conn.execute(
