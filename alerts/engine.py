@@ -10,7 +10,7 @@ never raise an alert as if current: they become items for review instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +24,19 @@ from alerts.careplans import (
     ThresholdConfig,
     effective_rules,
 )
-from alerts.news2 import Band, VitalSet, score_news2
-from alerts.rules.threshold import ThresholdRule, ThresholdState, evaluate_threshold
+from alerts.news2 import (
+    Band,
+    band_for,
+    consciousness_points,
+    oxygen_points,
+    pulse_points,
+    respiratory_rate_points,
+    score_points,
+    spo2_points,
+    systolic_points,
+    temperature_points,
+)
+from alerts.rules.threshold import ThresholdRule, ThresholdState, beyond, evaluate_threshold
 from alerts.rules.trend import (
     BaselineRule,
     ChangeRule,
@@ -128,7 +139,7 @@ class PatientState:
     rules: CompiledRules
     series: dict[str, Series] = field(default_factory=dict)
     thresholds: dict[str, ThresholdState] = field(default_factory=dict)
-    news2_latest: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    news2_latest: dict[str, _Latest] = field(default_factory=dict)
 
     def series_for(self, metric: str) -> Series:
         found = self.series.get(metric)
@@ -195,43 +206,60 @@ class RuleEngine:
 
     def _evaluate_one(self, state: PatientState, r: Reading, out: Decisions) -> None:
         t = r.time.timestamp()
-        series = state.series_for(r.metric)
-        newest = series.add(t, r.value)
-        _remember_news2(state, r.metric, t, r.value, r.on_oxygen, r.consciousness)
+        metric, value, late = r.metric, r.value, r.late
+        series = state.series_for(metric)
+        newest = series.add(t, value)
+        _remember_news2(state, metric, t, value, r.on_oxygen, r.consciousness)
+        rules = state.rules
         found: list[RuleHit] = []
-        for rule in state.rules.thresholds.get(r.metric, ()):
-            if r.late:
-                _, decision = evaluate_threshold(rule, ThresholdState(), r.value, r.time)
-                if isinstance(decision, RuleHit):
-                    found.append(decision)
+        for rule in rules.thresholds.get(metric, ()):
+            if late:
+                _, decision = evaluate_threshold(rule, _INSIDE, value, r.time)
+                if decision is not None:
+                    found.append(decision)  # type: ignore[arg-type]
                 continue
-            previous = state.thresholds.get(rule.rule_id, ThresholdState())
+            previous = state.thresholds.get(rule.rule_id, _INSIDE)
+            if previous.since is None and not previous.breached and not beyond(rule, value):
+                # the common case — inside, and was inside: only the newest time moves
+                if previous.last_at is None or r.time >= previous.last_at:
+                    state.thresholds[rule.rule_id] = ThresholdState(False, None, r.time)
+                continue
             state.thresholds[rule.rule_id], decision = evaluate_threshold(
-                rule, previous, r.value, r.time
+                rule, previous, value, r.time
             )
             if isinstance(decision, Cleared):
                 out.clears.append((state.patient_id, decision))
             elif decision is not None:
                 found.append(decision)
-        if newest or r.late:
-            times = series.times if newest else series.times[series.times <= t]
-            values = series.values[: len(times)]
-            for change in state.rules.changes.get(r.metric, ()):
-                if (hit := evaluate_change(change, times, values)) is not None:
-                    found.append(hit)
-            for slope in state.rules.slopes.get(r.metric, ()):
-                if (hit := evaluate_slope(slope, times, values)) is not None:
-                    found.append(hit)
-            for baseline in state.rules.baselines.get(r.metric, ()):
-                if (hit := evaluate_baseline(baseline, times, values)) is not None:
-                    found.append(hit)
-        news2 = state.rules.news2
-        if news2 is not None and r.metric in NEWS2_METRICS:
-            hit = _news2_hit(state, news2, t)
+        if newest or late:
+            trends = (
+                rules.changes.get(metric, ()),
+                rules.slopes.get(metric, ()),
+                rules.baselines.get(metric, ()),
+            )
+            if any(trends):
+                times = series.times if newest else series.times[series.times <= t]
+                values = series.values[: len(times)]
+                for evaluate, kind in zip(_TREND_EVALUATORS, trends, strict=True):
+                    for trend in kind:
+                        if (hit := evaluate(trend, times, values)) is not None:
+                            found.append(hit)
+        if rules.news2 is not None and metric in NEWS2_METRICS:
+            hit = _news2_hit(state, rules.news2, t)
             if hit is not None:
                 found.append(hit)
-        target = out.reviews if r.late else out.hits
-        target.extend((state.patient_id, hit) for hit in found)
+        if found:
+            target = out.reviews if late else out.hits
+            pid = state.patient_id
+            target.extend([(pid, hit) for hit in found])
+
+
+_INSIDE = ThresholdState()
+_TREND_EVALUATORS: tuple[Callable[[Any, Any, Any], RuleHit | None], ...] = (
+    evaluate_change,
+    evaluate_slope,
+    evaluate_baseline,
+)
 
 
 def _remember_news2(
@@ -248,27 +276,63 @@ def _remember_news2(
         if item is None:
             continue
         latest = state.news2_latest.get(key)
-        if latest is None or t >= latest[0]:
-            state.news2_latest[key] = (t, item)
+        if latest is None:
+            state.news2_latest[key] = _Latest(t, item)
+        elif t >= latest.t:
+            if latest.value == item:  # unchanged (oxygen, consciousness): keep its points
+                latest.t = t
+            else:
+                state.news2_latest[key] = _Latest(t, item)
+
+
+class _Latest:
+    """The newest value of one NEWS2 parameter, and its points once charted."""
+
+    __slots__ = ("points", "t", "value")
+
+    def __init__(self, t: float, value: Any) -> None:
+        self.t = t
+        self.value = value
+        self.points: Any = None  # int; for SpO2 (on_oxygen, int), as its points depend on it
+
+
+_CHART: dict[str, Callable[[Any], int]] = {
+    "respiratory_rate": respiratory_rate_points,
+    "on_oxygen": oxygen_points,
+    "systolic_bp": systolic_points,
+    "heart_rate": pulse_points,
+    "consciousness": lambda level: consciousness_points(Consciousness(level)),
+    "body_temperature": temperature_points,
+}
 
 
 def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | None:
+    """Score the parameters fresh within the window around ``t``; each parameter is read
+    off the chart once per new value, not once per evaluation."""
     window = config.window_min * 60
-    fresh = {k: v for k, (at, v) in state.news2_latest.items() if abs(t - at) <= window}
-    level = fresh.get("consciousness")
-    vitals = VitalSet(
-        respiratory_rate=fresh.get("respiratory_rate"),
-        spo2=fresh.get("spo2"),
-        spo2_scale=config.spo2_scale,
-        on_oxygen=fresh.get("on_oxygen"),
-        systolic_bp=fresh.get("systolic_bp"),
-        heart_rate=fresh.get("heart_rate"),
-        consciousness=Consciousness(level) if level else None,
-        body_temperature=fresh.get("body_temperature"),
-    )
-    score = score_news2(vitals)
-    if score.band is Band.LOW:
+    points: dict[str, int] = {}
+    spo2: _Latest | None = None
+    oxygen = None
+    for key, latest in state.news2_latest.items():
+        if abs(t - latest.t) > window:
+            continue
+        if key == "spo2":
+            spo2 = latest
+            continue
+        if key == "on_oxygen":
+            oxygen = latest.value
+        if latest.points is None:
+            latest.points = _CHART[key](latest.value)
+        points[key] = latest.points
+    if spo2 is not None:
+        if spo2.points is None or spo2.points[0] != oxygen:
+            charted = spo2_points(spo2.value, scale=config.spo2_scale, on_oxygen=oxygen)
+            spo2.points = (oxygen, charted)
+        points["spo2"] = spo2.points[1]
+    values = points.values()
+    if band_for(sum(values), 3 in values) is Band.LOW:
         return None
+    score = score_points(points)
     partial = f" (partial: {', '.join(score.missing)} missing)" if score.partial else ""
     return RuleHit(
         rule_id=config.id,

@@ -217,16 +217,23 @@ def score_news2(v: VitalSet) -> News2Score:
         points["consciousness"] = consciousness_points(v.consciousness)
     if v.body_temperature is not None:
         points["body_temperature"] = temperature_points(v.body_temperature)
-    missing = tuple(p for p in PARAMETERS if p not in points)
-    score = sum(points.values())
-    single = 3 in points.values()
+    return score_points(points)
+
+
+def score_points(points: Mapping[str, int]) -> News2Score:
+    """Aggregate, band and missing list from points already read off the chart per
+    parameter (the rule engine keeps each parameter's points as its readings arrive)."""
+    ordered = {p: points[p] for p in PARAMETERS if p in points}
+    missing = tuple(p for p in PARAMETERS if p not in ordered)
+    score = sum(ordered.values())
+    single = 3 in ordered.values()
     return News2Score(
         score=score,
         band=band_for(score, single),
         single_parameter_3=single,
         partial=bool(missing),
         missing=missing,
-        points=MappingProxyType(points),
+        points=MappingProxyType(ordered),
     )
 
 

@@ -11,12 +11,13 @@ Array = npt.NDArray[np.float64]
 class Series:
     """Times (epoch seconds) and values, oldest first, bounded by age and length."""
 
-    __slots__ = ("_n", "_t", "_v", "keep_s", "max_len")
+    __slots__ = ("_last", "_n", "_t", "_v", "keep_s", "max_len")
 
     def __init__(self, keep_s: float, max_len: int, capacity: int = 16) -> None:
         self._t = np.empty(capacity)
         self._v = np.empty(capacity)
         self._n = 0
+        self._last = 0.0  # newest time, as a Python float (cheaper than indexing numpy)
         self.keep_s = keep_s
         self.max_len = max_len
 
@@ -40,10 +41,11 @@ class Series:
         if self._n == len(self._t):
             self._compact(t)
             if self._n == len(self._t):
-                self._t = np.resize(self._t, 2 * len(self._t))
-                self._v = np.resize(self._v, 2 * len(self._v))
-        newest = self._n == 0 or t >= self._t[self._n - 1]
+                self._t = _grown(self._t)
+                self._v = _grown(self._v)
+        newest = self._n == 0 or t >= self._last
         if newest:
+            self._last = t
             self._t[self._n] = t
             self._v[self._n] = v
         else:
@@ -64,3 +66,9 @@ class Series:
             self._t[:kept] = self._t[start : self._n]
             self._v[:kept] = self._v[start : self._n]
             self._n = kept
+
+
+def _grown(a: Array) -> Array:
+    bigger = np.empty(2 * len(a))
+    bigger[: len(a)] = a
+    return bigger

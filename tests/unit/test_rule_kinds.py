@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -245,3 +246,70 @@ def test_hits_of_one_batch_are_merged_per_patient_and_rule() -> None:
     )
     assert one.latest.priority is Priority.RED
     assert (two.patient_id, two.count) == (2, 1)
+
+
+_VITALS = {
+    "respiratory_rate": st.integers(4, 40),
+    "spo2": st.integers(75, 100),
+    "systolic_bp": st.integers(70, 230),
+    "heart_rate": st.integers(30, 160),
+    "body_temperature": st.floats(34.0, 41.0).map(lambda v: round(v, 2)),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    scale=st.sampled_from([1, 2]),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_VITALS)),
+            st.data(),
+            st.integers(0, 20),  # minutes after the previous reading
+            st.sampled_from([None, True, False]),
+            st.sampled_from([None, "A", "C", "V"]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_engine_news2_matches_scoring_the_fresh_vital_set(scale: int, steps: list[Any]) -> None:
+    """The engine charts each parameter once per new value; the result must equal scoring
+    the set of values fresh within the window from scratch, reading after reading."""
+    from alerts.news2 import Band, VitalSet, score_news2
+    from homeward.domain import Consciousness
+
+    engine = RuleEngine()
+    engine.load(PatientSnapshot(1, 0, ("copd",), {"news2": {"spo2_scale": scale}}, [], frozenset()))
+    news2_rule = engine.patients[1].rules.news2
+    assert news2_rule is not None
+    assert news2_rule.spo2_scale == scale
+    window_s = 15 * 60
+    latest: dict[str, tuple[datetime, object]] = {}
+    at = T0
+    for metric, data, gap, oxygen, level in steps:
+        at += timedelta(minutes=gap)
+        value = data.draw(_VITALS[metric])
+        for key, item in ((metric, value), ("on_oxygen", oxygen), ("consciousness", level)):
+            if item is not None:
+                latest[key] = (at, item)
+        fresh: dict[str, Any] = {
+            k: v for k, (t, v) in latest.items() if (at - t).total_seconds() <= window_s
+        }
+        expected = score_news2(
+            VitalSet(
+                spo2_scale=scale,
+                on_oxygen=fresh.get("on_oxygen"),
+                consciousness=Consciousness(fresh["consciousness"])
+                if "consciousness" in fresh
+                else None,
+                **{k: fresh.get(k) for k in _VITALS},
+            )
+        )
+        out = engine.evaluate([Reading(1, metric, at, value, False, oxygen, level)])
+        news2 = [hit for _, hit in out.hits if hit.rule_id == "news2"]
+        if expected.band is Band.LOW:
+            assert news2 == []
+        else:
+            assert [(h.value, h.details["band"], h.details["points"]) for h in news2] == [
+                (expected.score, expected.band.value, dict(expected.points))
+            ]
