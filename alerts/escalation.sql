@@ -49,8 +49,9 @@ UPDATE escalation_steps SET fired_at = %(now)s
 WHERE alert_id = %(alert_id)s AND step_no = %(step_no)s
 
 -- name: insert_notification
-INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key)
-VALUES (%(alert_id)s, %(channel)s, %(target)s, %(payload)s, %(key)s)
+-- Due at the step's firing time (the tick's clock), not the database's wall clock.
+INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key, next_attempt_at)
+VALUES (%(alert_id)s, %(channel)s, %(target)s, %(payload)s, %(key)s, %(now)s)
 ON CONFLICT (idempotency_key) DO NOTHING
 
 -- name: claim_notifications

@@ -193,6 +193,7 @@ async def _fire(cur: Cursor, org: Organisation, now: datetime) -> int:
                     "target": target,
                     "payload": Jsonb(payload),
                     "key": f"alert-{alert_id}-step-{step_no}-{channel}-{target}",
+                    "now": now,
                 },
             )
         await cur.execute(

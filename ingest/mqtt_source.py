@@ -33,7 +33,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from homeward.config import Settings
-from homeward.mqtt import connect_properties, make_client
+from homeward.mqtt import BlockReadClient, connect_properties, make_client
 
 log = logging.getLogger(__name__)
 _READ_BURST = 512
@@ -101,7 +101,7 @@ class MqttSource:
 
     def _make_client(self) -> mqtt.Client:
         s = self._settings
-        client = make_client(s.mqtt, s.mqtt_client_id, manual_ack=True)
+        client = make_client(s.mqtt, s.mqtt_client_id, manual_ack=True, block_reads=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -278,19 +278,27 @@ class MqttSource:
 
     def _socket_open(self, client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         assert self._loop is not None
+        assert isinstance(client, BlockReadClient)
+        loop = self._loop
 
         def readable() -> None:
             # paho reads one packet per call; keep reading while bytes are waiting so a
-            # busy stream costs one event-loop turn per burst, not one per message.
+            # busy stream costs one event-loop turn per burst, not one per message. The
+            # client reads the socket in blocks: ask the socket only when its buffer is
+            # empty. A burst cut short by the limit continues on the next loop turn.
             self.stats.last_inbound_at = time.monotonic()
             for _ in range(_READ_BURST):
                 if self.paused:
                     return
                 if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
                     return
+                if client.buffered():
+                    continue
                 pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending()
                 if not pending_tls and not select.select([sock], [], [], 0)[0]:
                     return
+            if client.buffered():
+                loop.call_soon(readable)
 
         self.stats.last_inbound_at = time.monotonic()
         self._sock, self._reader = sock, readable

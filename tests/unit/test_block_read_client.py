@@ -1,0 +1,134 @@
+"""BlockReadClient against stock paho: the same byte stream, cut at random points, must
+give the same messages. Real sockets (a socketpair) and real paho on both sides."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import _ConnectionState as ConnectionState
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from homeward.mqtt import BlockReadClient
+
+
+@dataclass(frozen=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    mid: int
+    user_property: str | None  # a property, so paho's own decoder takes the packet
+
+    def encode(self) -> bytes:
+        topic = self.topic.encode()
+        body = struct.pack("!H", len(topic)) + topic
+        if self.qos:
+            body += struct.pack("!H", self.mid)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if self.user_property is not None:
+            props.UserProperty = ("k", self.user_property)
+        body += props.pack() + self.payload  # type: ignore[no-untyped-call]
+        header = 0x30 | self.qos << 1 | self.dup << 3 | self.retain
+        length, size = bytearray(), len(body)
+        while True:
+            size, digit = divmod(size, 128)
+            length.append(digit | (0x80 if size else 0))
+            if not size:
+                break
+        return bytes([header]) + bytes(length) + bytes(body)
+
+
+def receive(cls: type[mqtt.Client], stream: bytes, cuts: list[int]) -> list[tuple[Any, ...]]:
+    """Feed ``stream`` to a client in pieces ending at ``cuts``; what on_message saw."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = cls(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    seen: list[tuple[Any, ...]] = []
+    client.on_message = lambda _c, _u, m: seen.append(
+        (
+            m.topic,
+            bytes(m.payload),
+            m.qos,
+            m.retain,
+            m.dup,
+            m.mid,
+            getattr(m.properties, "UserProperty", None),
+        )
+    )
+    client._sock = ours  # connected by hand: there is no broker here
+    client._state = ConnectionState.MQTT_CS_CONNECTED
+    theirs.setblocking(False)
+    edges = [0, *sorted(set(cuts)), len(stream)]
+    try:
+        for begin, end in itertools.pairwise(edges):
+            piece = memoryview(stream)[begin:end]
+            while piece:
+                with contextlib.suppress(BlockingIOError):  # buffer full: read some first
+                    piece = piece[theirs.send(piece) :]
+                while socket_has_data(ours) or (
+                    isinstance(client, BlockReadClient) and client.buffered()
+                ):
+                    assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    finally:
+        client._sock = None
+        ours.close()
+        theirs.close()
+    return seen
+
+
+def socket_has_data(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
+
+
+_MQTT_TEXT = st.characters(codec="utf-8", exclude_characters="\x00#+")  # MQTT forbids U+0000
+publishes = st.builds(
+    Publish,
+    topic=st.text(_MQTT_TEXT, min_size=1, max_size=80),
+    payload=st.one_of(
+        st.binary(max_size=300),
+        st.integers(65_000, 70_000).map(lambda n: (b"0123456789abcdef" * (n // 16 + 1))[:n]),
+    ),
+    qos=st.sampled_from([0, 1]),
+    retain=st.booleans(),
+    dup=st.booleans(),
+    mid=st.integers(1, 65535),
+    user_property=st.one_of(st.none(), st.text(_MQTT_TEXT, max_size=10)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(publishes, min_size=1, max_size=12), st.lists(st.integers(0, 300_000), max_size=20))
+def test_block_reads_decode_what_paho_decodes(messages: list[Publish], cuts: list[int]) -> None:
+    stream = b"".join(m.encode() for m in messages)
+    cuts = [c for c in cuts if c < len(stream)]
+    expected = receive(mqtt.Client, stream, cuts)
+    assert receive(BlockReadClient, stream, cuts) == expected
+    assert [(t, p) for t, p, *_ in expected] == [(m.topic, m.payload) for m in messages]
+
+
+def test_a_closed_connection_leaves_nothing_buffered() -> None:
+    ours, theirs = socket.socketpair()
+    client = BlockReadClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+    client._sock = ours
+    two = Publish("a/b", b"x", 0, False, False, 0, None).encode() * 2
+    theirs.sendall(two)
+    client._sock_recv(1)
+    assert client.buffered()
+    client._sock_close()
+    assert not client.buffered()
+    theirs.close()
