@@ -10,6 +10,8 @@ never raise an alert as if current: they become items for review instead.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -132,6 +134,14 @@ def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(conditions: tuple[str, ...], overrides_json: str) -> CompiledRules:
+    """Most patients share a handful of condition sets and few overrides: compile each
+    combination once (10,000 patients load in a fraction of the time). The compiled
+    rules are shared, so they are never changed after compiling."""
+    return compile_rules(effective_rules(conditions, json.loads(overrides_json)))
+
+
 @dataclass
 class PatientState:
     patient_id: int
@@ -180,7 +190,9 @@ class RuleEngine:
         ]
 
     def load(self, snapshot: PatientSnapshot) -> None:
-        rules = compile_rules(effective_rules(snapshot.conditions, snapshot.overrides))
+        rules = _compiled(
+            tuple(sorted(snapshot.conditions)), json.dumps(snapshot.overrides, sort_keys=True)
+        )
         state = PatientState(snapshot.patient_id, snapshot.version, rules)
         for metric, at, value, oxygen, consciousness in snapshot.history:
             t = at.timestamp()

@@ -124,6 +124,19 @@ _UNRESOLVED_DETAIL = {
 }
 
 
+def _unresolved(reason: str, message: DeviceMessage) -> Rejection:
+    return Rejection(
+        RejectReason(reason),
+        _UNRESOLVED_DETAIL[reason].format(
+            device=message.device_id,
+            time=message.measured_at.isoformat(),
+            claimed=message.patient_nhs_number,
+        ),
+        device_id=message.device_id,
+        msg_id=message.msg_id,
+    )
+
+
 class Stage(Protocol):
     """Work done inside the batch transaction on the newly stored readings (the rules)."""
 
@@ -193,23 +206,14 @@ class BatchStore:
                     async with cur.copy(Q["copy_incoming"]) as copy:
                         for row in rows:
                             await copy.write_row(row)
-                    await cur.execute(Q["unresolved_messages"])
-                    for seq, reason, _bound in await cur.fetchall():
-                        item, message = accepted[seq]
-                        rejection = Rejection(
-                            RejectReason(reason),
-                            _UNRESOLVED_DETAIL[reason].format(
-                                device=message.device_id,
-                                time=message.measured_at.isoformat(),
-                                claimed=message.patient_nhs_number,
-                            ),
-                            device_id=message.device_id,
-                            msg_id=message.msg_id,
-                        )
-                        quarantine.append(_quarantine_row(item, rejection))
                     async with conn.cursor(row_factory=class_row(StoredReading)) as ins:
                         await ins.execute(Q["store_readings"])
                         stored = await ins.fetchall()
+                    if len(stored) < len(rows):  # duplicates, or readings that cannot be stored
+                        await cur.execute(Q["unresolved_messages"])
+                        for seq, reason, _bound in await cur.fetchall():
+                            item, message = accepted[seq]
+                            quarantine.append(_quarantine_row(item, _unresolved(reason, message)))
                     if stored and self._stage is not None:
                         await self._run_stage(cur, stored)
                 if quarantine:
