@@ -161,6 +161,14 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
                 }
             )
         await cur.executemany(Q["insert_event"], events)
+        await cur.execute(
+            Q["notify_teams"],
+            {
+                "alert_ids": [e["alert_id"] for e in events],
+                "events": [e["kind"] for e in events],
+                "measured_at": [m.first.measured_at for m in merged],
+            },
+        )
         if feedback:
             await cur.executemany(Q["queue_feedback"], feedback)
     for patient_id, cleared in decisions.clears:

@@ -50,6 +50,18 @@ ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
     updated_at = now()
 RETURNING alert_id, (xmax = 0) AS created, priority
 
+-- name: notify_teams
+-- The team's live stream (relayed by the HTTP API as server-sent events): one NOTIFY per
+-- alert raised or updated by this batch, delivered at COMMIT. ``measured_at`` is the
+-- batch's first hit of that alert, so a listener can tell how fresh the news is.
+SELECT pg_notify('homeward_team_' || a.team_id,
+                 json_build_object('alert_id', a.alert_id, 'event', e.event,
+                                   'priority', a.priority, 'measured_at', e.measured_at)::text)
+FROM unnest(%(alert_ids)s::bigint[], %(events)s::text[], %(measured_at)s::timestamptz[])
+     AS e (alert_id, event, measured_at)
+JOIN alerts a USING (alert_id)
+WHERE a.team_id IS NOT NULL
+
 -- name: clear_alert
 UPDATE alerts SET condition_cleared = true, updated_at = now()
 WHERE patient_id = %(patient_id)s AND rule_id = %(rule_id)s AND state <> 'resolved'

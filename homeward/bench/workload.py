@@ -19,6 +19,7 @@ from homeward.mqtt import connect_properties, make_client
 from homeward.nhs import check_digit
 
 READINGS_PER_MESSAGE = 2
+BENCH_TEAM = "deal"  # every bench patient's team: its live stream is measured
 
 
 def synthetic_nhs_numbers(count: int) -> list[str]:
@@ -57,7 +58,7 @@ def register_fleet(dsn: str, patients: int) -> list[str]:
                     (
                         nhs,
                         f"Bench Patient {i:05d} (fictional)",
-                        "deal",
+                        BENCH_TEAM,
                         ["heart_failure", "hypertension"],
                     )
                 )

@@ -68,6 +68,8 @@ async def test_severe_hypertension_raises_one_red_alert_that_latches(
 ) -> None:
     pub = Publisher(broker_url)
     topic = settings.readings_topic("bp-1")
+    stream = psycopg.connect(db_url, autocommit=True)  # the team's live stream
+    stream.execute("LISTEN homeward_team_deal")
     try:
         async with running_service(settings):
             pub.publish(topic, bp("b1", 138))
@@ -88,10 +90,21 @@ async def test_severe_hypertension_raises_one_red_alert_that_latches(
                 lambda: alerts(db_url)["threshold:systolic_bp:severe"][6] is True,
                 what="condition cleared",
             )
+        notified = [orjson.loads(n.payload) for n in stream.notifies(timeout=1)]
     finally:
         pub.close()
+        stream.close()
     found = alerts(db_url)
     assert found["threshold:systolic_bp:severe"] == ("red", "open", 2, 192.0, 192.0, "deal", True)
+    with psycopg.connect(db_url) as conn:
+        severe_id = conn.execute(
+            "SELECT alert_id FROM alerts WHERE rule_id = 'threshold:systolic_bp:severe'"
+        ).fetchone()
+    assert severe_id is not None
+    news = [n for n in notified if n["alert_id"] == severe_id[0]]
+    assert news[0]["event"] == "raised"
+    assert news[0]["priority"] == "red"
+    assert datetime.fromisoformat(news[0]["measured_at"]) <= datetime.now(UTC)
     assert found["threshold:systolic_bp:stage2"][0] == "amber"
     assert count_rows(db_url, "SELECT count(*) FROM alerts") == 2
     with psycopg.connect(db_url) as conn:

@@ -25,6 +25,8 @@ def test_benchmark_smoke(pg_url: str) -> None:
         assert f"{key}_max" in result
     assert result["drain_readings_per_s"] > 0
     assert result["latency_commit_p99_ms"] is not None
+    assert result["alert_notifications"] > 0  # the team's stream was heard
+    assert result["latency_alert_p99_ms"] is not None
     assert result["rule_us_per_reading"] > 0
     assert [s["workers"] for s in result["scale_out"]] == [1, 2]
     assert all(s["duplicate_open_alerts"] == 0 for s in result["scale_out"])
