@@ -66,6 +66,7 @@ class SourceStats:
     acked: int = 0
     stale_skipped: int = 0
     last_inbound_at: float = 0.0
+    first_message_at: float = 0.0  # time.time() of the first message since start
     last_message_at: float = 0.0
     last_error: str | None = None
 
@@ -264,6 +265,8 @@ class MqttSource:
         now = time.time()
         self.stats.received += 1
         self.stats.last_message_at = now
+        if not self.stats.first_message_at:
+            self.stats.first_message_at = now
         self._on_message(
             Inbound(
                 mid=msg.mid,
