@@ -115,8 +115,19 @@ async def deliver_due(
         if claimed:
             cur = await conn.execute("SELECT webhook_url, webhook_secret_env FROM teams")
             secrets = {url: env for url, env in await cur.fetchall() if url}
-    delivered = failed = 0
+    # In-app notifications need no outside delivery: recorded together, in one round trip.
+    in_app = [{"id": row[0], "now": now} for row in claimed if row[2] == "in_app"]
+    if in_app:
+        async with conn.transaction(), conn.cursor() as cur:
+            attempts_ok = [
+                {**r, "ok": True, "detail": "stored for the in-app queue"} for r in in_app
+            ]
+            await cur.executemany(Q["attempt"], attempts_ok)
+            await cur.executemany(Q["delivered"], in_app)
+    delivered, failed = len(in_app), 0
     for notification_id, _alert_id, channel, target, payload, key, attempts in claimed:
+        if channel == "in_app":
+            continue
         try:
             if channel == "webhook":
                 detail = await senders.webhook(target, payload, key, secrets.get(target))
@@ -125,7 +136,7 @@ async def deliver_due(
             elif channel == "feedback":
                 detail = await senders.feedback(target, payload)
             else:
-                detail = "stored for the in-app queue"
+                raise ValueError(f"unknown channel {channel!r}")
             ok = True
         except Exception as exc:  # any failure is recorded and retried, never dropped
             detail, ok = f"{type(exc).__name__}: {exc}", False
