@@ -4,6 +4,7 @@ runs, so a restarted process decides exactly as one that kept running."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,11 @@ def _guarded(
                 result = await work(conn, datetime.now(UTC))
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("%s skipped, database unavailable: %s", name, exc)
+            return
+        except asyncio.CancelledError:
+            # The service is stopping: what the run had not committed rolls back, and the
+            # next start recomputes from the database.
+            log.info("%s interrupted by shutdown; the next run recomputes", name)
             return
         if result:
             log.info("%s: %s", name, result)
