@@ -227,8 +227,8 @@ class RuleEngine:
         for rule in rules.thresholds.get(metric, ()):
             if late:
                 _, decision = evaluate_threshold(rule, _INSIDE, value, r.time)
-                if decision is not None:
-                    found.append(decision)  # type: ignore[arg-type]
+                if isinstance(decision, RuleHit):
+                    found.append(decision)
                 continue
             previous = state.thresholds.get(rule.rule_id, _INSIDE)
             if previous.since is None and not previous.breached and not beyond(rule, value):
