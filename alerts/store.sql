@@ -3,6 +3,9 @@ SELECT p.patient_id, COALESCE(r.version, 0) AS version
 FROM patients p LEFT JOIN patient_rules r USING (patient_id)
 WHERE p.patient_id = ANY(%(ids)s)
 
+-- name: bound_patients
+SELECT DISTINCT patient_id FROM device_bindings WHERE valid_to IS NULL ORDER BY patient_id
+
 -- name: patient_rule_inputs
 SELECT p.patient_id, p.team_id, p.conditions, COALESCE(r.version, 0) AS version,
        COALESCE(r.overrides, '{}'::jsonb) AS overrides

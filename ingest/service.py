@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts.jobs import start_scheduler
 from alerts.notify import Senders
@@ -51,6 +54,8 @@ class HomewardService:
             resume=self.source.resume,
         )
         self.http_port: int | None = None
+        self.warmed_patients = 0
+        self.warm_s = 0.0
 
     def _on_message(self, inbound: Any) -> None:
         self.pipeline.submit(inbound)
@@ -66,9 +71,26 @@ class HomewardService:
                 "enabled": self.rules is not None,
                 "patients_in_memory": len(self.rules.engine.patients) if self.rules else 0,
                 "alerts_written": self.rules.alerts_written if self.rules else 0,
+                "warmed_patients": self.warmed_patients,
+                "warm_s": round(self.warm_s, 3),
                 "errors": self.store.stage_errors,
             },
         }
+
+    async def _warm(self, pool: AsyncConnectionPool) -> None:
+        """Load the rule engine's patients before subscribing (see RuleStage.warm). A
+        database that is down now only means patients load on their first reading."""
+        if self.rules is None:
+            return
+        began = time.monotonic()
+        try:
+            async with pool.connection(timeout=30) as conn:
+                self.warmed_patients = await self.rules.warm(conn, datetime.now(UTC))
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("rule engine not warmed (patients load on first reading): %s", exc)
+            return
+        self.warm_s = time.monotonic() - began
+        log.info("rule engine warmed: %d patients in %.1f s", self.warmed_patients, self.warm_s)
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
         s = self.settings
@@ -88,6 +110,7 @@ class HomewardService:
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else s.http_port
         log.info("HTTP on http://%s:%s/health", s.http_host, self.http_port)
+        await self._warm(pool)
         tasks = {
             asyncio.create_task(self.source.run(), name="mqtt-source"),
             asyncio.create_task(self.pipeline.run(), name="ingest-writer"),

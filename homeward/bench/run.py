@@ -186,6 +186,7 @@ def _drain_round(
     return {
         "publish_messages_per_s": publish_rate,
         "homeward": homeward.readings_per_s,
+        "warm_s": homeward.warm_s,
         "noop": noop.readings_per_s,
         "naive": naive.readings_per_s,
         "copy": copy.readings_per_s,
@@ -300,6 +301,7 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
     result |= summarise("drain_readings_per_s", [r["homeward"] for r in rounds])
     result |= summarise("drain_ratio_noop", [r["homeward"] / r["noop"] for r in rounds])
     result |= summarise("drain_ratio_naive", [r["homeward"] / r["naive"] for r in rounds])
+    result |= summarise("drain_warm_s", [r["warm_s"] for r in rounds])
     result |= summarise("noop_readings_per_s", [r["noop"] for r in rounds])
     result |= summarise("naive_readings_per_s", [r["naive"] for r in rounds])
     result |= summarise("copy_readings_per_s", [r["copy"] for r in rounds])

@@ -171,6 +171,10 @@ async def test_a_clinician_override_applies_from_the_next_reading(
     topic = settings.readings_topic("bp-1")
     try:
         async with running_service(settings) as service:
+            # Warmed before subscribing: the patient's rules are in memory before any reading.
+            assert service.status()["rules"]["warmed_patients"] == 1
+            assert service.rules is not None
+            assert len(service.rules.engine.patients) == 1
             pub.publish(topic, bp("c1", 172))
             await async_wait_until(lambda: service.pipeline.stats.stored == 2, what="stored")
             assert "threshold:systolic_bp:severe" not in alerts(db_url)
