@@ -114,29 +114,36 @@ async def tick(conn: psycopg.AsyncConnection[Any], now: datetime) -> TickResult:
 
 
 async def _plan(cur: Cursor, org: Organisation) -> int:
+    """Plan up to 500 new alerts; each statement kind goes to the server in one pipelined
+    ``executemany`` (an alert storm costs a few round trips, not five per alert)."""
     await cur.execute(Q["unplanned_alerts"])
-    planned = 0
+    policies: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    events: list[tuple[int, str, str, Jsonb]] = []
     for alert_id, team_id, priority, opened_at in await cur.fetchall():
         if team_id not in org.teams:
             log.error("alert %s: team %s is not in the organisation file", alert_id, team_id)
             continue
         handling_team, policy = policy_for(org, team_id, priority, opened_at)
         snapshot = {"team": handling_team, **policy.model_dump(mode="json")}
-        await cur.execute(Q["set_policy"], {"alert_id": alert_id, "policy": Jsonb(snapshot)})
-        for step in plan_steps(policy, opened_at):
-            await cur.execute(
-                Q["insert_step"],
-                {
-                    "alert_id": alert_id,
-                    "step_no": step.step_no,
-                    "level": step.level,
-                    "due_at": step.due_at,
-                    "targets": Jsonb(list(step.notify)),
-                },
-            )
-        await _event(cur, alert_id, "escalation_planned", "escalation", snapshot)
-        planned += 1
-    return planned
+        policies.append({"alert_id": alert_id, "policy": Jsonb(snapshot)})
+        steps.extend(
+            {
+                "alert_id": alert_id,
+                "step_no": step.step_no,
+                "level": step.level,
+                "due_at": step.due_at,
+                "targets": Jsonb(list(step.notify)),
+            }
+            for step in plan_steps(policy, opened_at)
+        )
+        events.append((alert_id, "escalation_planned", "escalation", Jsonb(snapshot)))
+    if policies:
+        await cur.executemany(Q["set_policy"], policies)
+        if steps:
+            await cur.executemany(Q["insert_step"], steps)
+        await cur.executemany(_INSERT_EVENT, events)
+    return len(policies)
 
 
 async def _expire_acknowledgements(cur: Cursor, now: datetime) -> int:
@@ -203,11 +210,11 @@ async def _fire(cur: Cursor, org: Organisation, now: datetime) -> int:
     return len(rows)
 
 
+_INSERT_EVENT = "INSERT INTO alert_events (alert_id, kind, actor, data) VALUES (%s, %s, %s, %s)"
+
+
 async def _event(cur: Cursor, alert_id: int, kind: str, actor: str, data: dict[str, Any]) -> None:
-    await cur.execute(
-        "INSERT INTO alert_events (alert_id, kind, actor, data) VALUES (%s, %s, %s, %s)",
-        (alert_id, kind, actor, Jsonb(data)),
-    )
+    await cur.execute(_INSERT_EVENT, (alert_id, kind, actor, Jsonb(data)))
 
 
 def policy_ack_timeout(snapshot: dict[str, Any] | None) -> float | None:
