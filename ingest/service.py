@@ -84,7 +84,7 @@ class HomewardService:
             return
         began = time.monotonic()
         try:
-            async with pool.connection(timeout=30) as conn:
+            async with pool.connection(timeout=10) as conn:
                 self.warmed_patients = await self.rules.warm(conn, datetime.now(UTC))
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("rule engine not warmed (patients load on first reading): %s", exc)
