@@ -300,12 +300,13 @@ def _remember_news2(
 class _Latest:
     """The newest value of one NEWS2 parameter, and its points once charted."""
 
-    __slots__ = ("points", "t", "value")
+    __slots__ = ("charted_on_oxygen", "points", "t", "value")
 
     def __init__(self, t: float, value: Any) -> None:
         self.t = t
         self.value = value
-        self.points: Any = None  # int; for SpO2 (on_oxygen, int), as its points depend on it
+        self.points: int | None = None
+        self.charted_on_oxygen: bool | None = None  # SpO2's points depend on it (scale 2)
 
 
 _CHART: dict[str, Callable[[Any], int]] = {
@@ -337,10 +338,10 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
             latest.points = _CHART[key](latest.value)
         points[key] = latest.points
     if spo2 is not None:
-        if spo2.points is None or spo2.points[0] != oxygen:
-            charted = spo2_points(spo2.value, scale=config.spo2_scale, on_oxygen=oxygen)
-            spo2.points = (oxygen, charted)
-        points["spo2"] = spo2.points[1]
+        if spo2.points is None or spo2.charted_on_oxygen != oxygen:
+            spo2.points = spo2_points(spo2.value, scale=config.spo2_scale, on_oxygen=oxygen)
+            spo2.charted_on_oxygen = oxygen
+        points["spo2"] = spo2.points
     values = points.values()
     if band_for(sum(values), 3 in values) is Band.LOW:
         return None

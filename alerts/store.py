@@ -224,7 +224,6 @@ class RuleStage:
             ids = [int(pid) for (pid,) in await cur.fetchall()]
             for start in range(0, len(ids), _WARM_CHUNK):
                 await refresh_patients(cur, self.engine, ids[start : start + _WARM_CHUNK], now)
-        await conn.commit()
         return len(ids)
 
     def rolled_back(self, stored: list[Any]) -> None:
