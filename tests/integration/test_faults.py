@@ -153,3 +153,36 @@ async def test_database_outage_loses_nothing_and_memory_stays_bounded(
     finally:
         publisher.close()
     assert count_rows(db_url, "SELECT count(DISTINCT (msg_id, metric)) FROM readings") == 2 * total
+
+
+async def test_starting_while_the_database_is_down_loses_nothing(
+    own_postgres: EmbeddedPostgres, own_broker: EmbeddedMosquitto
+) -> None:
+    """The rule engine cannot be warmed: the service says so, starts anyway, holds the
+    reading unacknowledged, and stores it — rules applied — once the database is back."""
+    db_url = own_postgres.url
+    upgrade(db_url)
+    seed(db_url)
+    own_postgres.stop("fast")
+    settings = make_settings(db_url, own_broker.url)
+    publisher = Publisher(own_broker.url)
+    loop = asyncio.get_running_loop()
+    try:
+        async with running_service(settings) as service:
+            assert service.status()["rules"]["warmed_patients"] == 0
+            publisher.publish(
+                settings.readings_topic(DEVICES[0]),
+                reading_payload("down-1", [("systolic_bp", 190, "mm[Hg]")]),
+            )
+            await async_wait_until(lambda: service.source.stats.received >= 1, what="received")
+            assert service.source.stats.acked == 0  # nothing acknowledged without a commit
+            await loop.run_in_executor(None, own_postgres.start)
+            await async_wait_until(
+                lambda: service.pipeline.stats.stored == 1, what="stored after recovery"
+            )
+            # loaded on its first reading instead, inside the batch
+            assert service.status()["rules"]["patients_in_memory"] == 1
+            assert service.store.stage_errors == 0
+    finally:
+        publisher.close()
+    assert count_rows(db_url, "SELECT count(*) FROM readings WHERE msg_id = 'down-1'") == 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -132,3 +133,24 @@ def test_a_closed_connection_leaves_nothing_buffered() -> None:
     client._sock_close()
     assert not client.buffered()
     theirs.close()
+
+
+@pytest.mark.parametrize("cls", [mqtt.Client, BlockReadClient])
+def test_a_malformed_publish_is_refused_as_paho_refuses_it(cls: type[mqtt.Client]) -> None:
+    """Too short to hold its topic: the fast path hands it to paho's decoder, which
+    reports a protocol error — the same as stock paho — and delivers nothing."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = cls(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    seen: list[object] = []
+    client.on_message = lambda _c, _u, m: seen.append(m)
+    client._sock = ours
+    client._state = ConnectionState.MQTT_CS_CONNECTED
+    theirs.sendall(bytes([0x32, 3, 0x00, 0x09, 0x61]))  # topic length 9, one byte of it
+    try:
+        assert client.loop_read() == mqtt.MQTT_ERR_PROTOCOL
+    finally:
+        client._sock = None
+        ours.close()
+        theirs.close()
+    assert seen == []
