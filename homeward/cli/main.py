@@ -50,7 +50,8 @@ def cli(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("yoyo").setLevel(logging.WARNING)
+    for chatty in ("yoyo", "apscheduler"):  # a line per migration step, two per timer run
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     ctx.obj = settings
 
 
