@@ -21,7 +21,8 @@ class BlockReadClient(mqtt.Client):
     of the remaining length, one for the body — four system calls for a reading message.
     This client serves those reads from a buffer refilled by one ``recv`` of 64 KiB, so a
     burst of hundreds of messages costs one system call. It overrides three private
-    methods of paho (``_sock_recv``, ``_sock_close`` and ``_handle_publish``), which is
+    methods of paho (``_sock_recv``, ``_sock_close`` and ``_handle_publish``) and uses
+    two of its private attributes (``_in_callback_mutex``, ``_easy_log``), which is
     why pyproject.toml bounds paho's version; tests/unit/test_block_read_client.py
     checks, on random streams cut at random points, that it decodes what paho decodes.
 
@@ -35,6 +36,11 @@ class BlockReadClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._rbuf = b""
         self._rpos = 0
+        self._topic_callbacks = False
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        self._topic_callbacks = True
+        super().message_callback_add(sub, callback)
 
     def buffered(self) -> bool:
         """Bytes read from the socket that paho has not consumed yet."""
@@ -77,8 +83,27 @@ class BlockReadClient(mqtt.Client):
         message.properties = _NO_PROPERTIES
         message.payload = bytes(packet[at + 1 :])
         message.timestamp = time.monotonic()
-        self._handle_on_message(message)
+        self._deliver(message)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _deliver(self, message: mqtt.MQTTMessage) -> None:
+        """Hand a message to ``on_message`` as paho does, without matching its topic
+        against per-topic callbacks when none are registered: paho's matcher builds a
+        self-referencing closure per message, garbage only the cycle collector frees,
+        which made it run every hundred messages or so."""
+        if self._topic_callbacks:
+            self._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0  # nothing of a closed connection is read later

@@ -4,9 +4,11 @@ give the same messages. Real sockets (a socketpair) and real paho on both sides.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +53,17 @@ class Publish:
         return bytes([header]) + bytes(length) + bytes(body)
 
 
-def receive(cls: type[mqtt.Client], stream: bytes, cuts: list[int]) -> list[tuple[Any, ...]]:
+def receive(
+    cls: type[mqtt.Client],
+    stream: bytes,
+    cuts: list[int],
+    configure: Callable[[mqtt.Client], None] = lambda _client: None,
+) -> list[tuple[Any, ...]]:
     """Feed ``stream`` to a client in pieces ending at ``cuts``; what on_message saw."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     client = cls(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    configure(client)
     seen: list[tuple[Any, ...]] = []
     client.on_message = lambda _c, _u, m: seen.append(
         (
@@ -154,3 +162,41 @@ def test_a_malformed_publish_is_refused_as_paho_refuses_it(cls: type[mqtt.Client
         ours.close()
         theirs.close()
     assert seen == []
+
+
+def _readings(count: int) -> bytes:
+    return b"".join(
+        Publish(f"d/{i}/readings", b"{}", 1, False, False, i + 1, None).encode()
+        for i in range(count)
+    )
+
+
+def _cyclic_garbage_after(cls: type[mqtt.Client], messages: int) -> int:
+    """Objects only the cycle collector could free, left by receiving ``messages``."""
+    gc.collect()
+    gc.disable()
+    try:
+        assert len(receive(cls, _readings(messages), [])) == messages
+        return gc.collect()
+    finally:
+        gc.enable()
+
+
+def test_delivery_leaves_no_garbage_for_the_cycle_collector() -> None:
+    """paho matches every topic against per-topic callbacks through a closure that refers
+    to itself: garbage per message that only the cycle collector frees. With no per-topic
+    callback registered, the block-reading client hands messages straight to on_message."""
+    assert _cyclic_garbage_after(mqtt.Client, 200) > _cyclic_garbage_after(mqtt.Client, 1) + 200
+    assert _cyclic_garbage_after(BlockReadClient, 200) == _cyclic_garbage_after(BlockReadClient, 1)
+
+
+@pytest.mark.parametrize("cls", [mqtt.Client, BlockReadClient])
+def test_per_topic_callbacks_still_take_their_topics(cls: type[mqtt.Client]) -> None:
+    routed: list[str] = []
+
+    def configure(client: mqtt.Client) -> None:
+        client.message_callback_add("d/1/+", lambda _c, _u, m: routed.append(m.topic))
+
+    seen = receive(cls, _readings(3), [], configure)
+    assert routed == ["d/1/readings"]
+    assert [topic for topic, *_ in seen] == ["d/0/readings", "d/2/readings"]
