@@ -23,6 +23,7 @@ from alerts.notify import Senders
 from alerts.store import RuleStage
 from api.app import create_app
 from homeward.config import Settings
+from homeward.heap import settle_after_start
 from ingest.mqtt_source import MqttSource
 from ingest.pipeline import Handler, IngestPipeline
 from ingest.writer import BatchStore
@@ -32,9 +33,17 @@ log = logging.getLogger(__name__)
 
 class HomewardService:
     def __init__(
-        self, settings: Settings, *, handlers: tuple[Handler, ...] = (), rules: bool = True
+        self,
+        settings: Settings,
+        *,
+        handlers: tuple[Handler, ...] = (),
+        rules: bool = True,
+        own_process: bool = False,
     ) -> None:
+        """``own_process``: the service is what this process is for, so after warm-up it
+        may tune the process-wide cycle collector (see homeward.heap)."""
         self.settings = settings
+        self.own_process = own_process
         self.rules = RuleStage() if rules else None
         self.store = BatchStore(
             settings.dsn, statement_timeout_ms=settings.statement_timeout_ms, stage=self.rules
@@ -111,6 +120,8 @@ class HomewardService:
         self.http_port = sockets[0].getsockname()[1] if sockets else s.http_port
         log.info("HTTP on http://%s:%s/health", s.http_host, self.http_port)
         await self._warm(pool)
+        if self.own_process:
+            settle_after_start()
         tasks = {
             asyncio.create_task(self.source.run(), name="mqtt-source"),
             asyncio.create_task(self.pipeline.run(), name="ingest-writer"),

@@ -23,6 +23,7 @@ import psycopg
 
 from homeward.bench.workload import READINGS_PER_MESSAGE
 from homeward.config import Settings
+from homeward.heap import restored_afterwards
 from homeward.mqtt import connect_properties, make_client
 from ingest.service import HomewardService
 
@@ -163,17 +164,18 @@ async def drain_homeward(
 
         profiler = Profiler(async_mode="enabled")
         profiler.start()
-    service = HomewardService(settings)
+    service = HomewardService(settings, own_process=True)
     stop = asyncio.Event()
     deadline = time.time() + timeout_s
-    task = asyncio.create_task(service.run(stop))
-    while service.pipeline.stats.stored < expected_readings and time.time() < deadline:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.005)
-    elapsed = time.time() - service.source.stats.first_message_at
-    stop.set()
-    await task
+    with restored_afterwards():
+        task = asyncio.create_task(service.run(stop))
+        while service.pipeline.stats.stored < expected_readings and time.time() < deadline:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        elapsed = time.time() - service.source.stats.first_message_at
+        stop.set()
+        await task
     if profiler is not None and profile is not None:
         profiler.stop()
         profile.write_text(profiler.output_text(unicode=True, show_all=False))

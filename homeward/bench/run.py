@@ -40,6 +40,7 @@ from homeward.db.migrate import upgrade
 from homeward.db.policies import timescaledb_enabled
 from homeward.embedded.mosquitto import EmbeddedMosquitto, free_port
 from homeward.embedded.postgres import EmbeddedPostgres
+from homeward.heap import restored_afterwards
 from ingest.service import HomewardService
 from ingest.writer import StoredReading
 
@@ -225,34 +226,36 @@ async def _latency(
                 alerting.append(latency)
 
     settings = base.model_copy(update={"mqtt_client_id": f"hw-lat-{os.getpid()}"})
-    service = HomewardService(settings, handlers=(record,))
+    service = HomewardService(settings, handlers=(record,), own_process=True)
     stop = asyncio.Event()
     ready = asyncio.Event()
-    task = asyncio.create_task(service.run(stop, ready=ready))
-    await ready.wait()
-    while not service.source.stats.connected:
-        await asyncio.sleep(0.05)
-    load = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "homeward.bench.load",
-        base.mqtt_url or "",
-        base.topic_root,
-        str(params.load_rate),
-        str(params.load_duration_s),
-        "bench-bp-",
-        str(params.patients),
-        stdout=subprocess.PIPE,
-    )
-    out, _ = await load.communicate()
-    sent = int(out.decode().strip() or 0)
-    deadline = time.monotonic() + 30
-    while (
-        service.pipeline.stats.stored < sent * READINGS_PER_MESSAGE and time.monotonic() < deadline
-    ):
-        await asyncio.sleep(0.05)
-    stop.set()
-    await task
+    with restored_afterwards():
+        task = asyncio.create_task(service.run(stop, ready=ready))
+        await ready.wait()
+        while not service.source.stats.connected:
+            await asyncio.sleep(0.05)
+        load = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "homeward.bench.load",
+            base.mqtt_url or "",
+            base.topic_root,
+            str(params.load_rate),
+            str(params.load_duration_s),
+            "bench-bp-",
+            str(params.patients),
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await load.communicate()
+        sent = int(out.decode().strip() or 0)
+        deadline = time.monotonic() + 30
+        while (
+            service.pipeline.stats.stored < sent * READINGS_PER_MESSAGE
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
     await asyncio.sleep(0.1)  # the last commit's notifications
     listening.cancel()
     await listener.close()

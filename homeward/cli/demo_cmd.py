@@ -113,7 +113,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
     fleet = generate_fleet(options.patients, seed=options.seed, wearables=options.wearables)
     register(dsn, fleet)
     first_run = counts(dsn)[0] == 0
-    service = HomewardService(settings)
+    service = HomewardService(settings, own_process=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -278,7 +278,7 @@ def run(ctx: click.Context) -> None:
             "homeward run needs HOMEWARD_DATABASE_URL and HOMEWARD_MQTT_URL; "
             "for embedded services use `homeward demo`"
         )
-    service = HomewardService(settings)
+    service = HomewardService(settings, own_process=True)
     run_until_signal(service.run)
 
 
