@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from alerts.careplans import (
     BaselineConfig,
@@ -56,9 +56,28 @@ MAX_SAMPLES = 4_096  # bounds 1 Hz streams: thresholds and NEWS2 need only the n
 NEWS2_METRICS = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "body_temperature")
 
 
+class Observation(Protocol):
+    """What the engine needs of a stored reading (ingest's StoredReading is one)."""
+
+    @property
+    def patient_id(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def late(self) -> bool: ...
+    @property
+    def on_oxygen(self) -> bool | None: ...
+    @property
+    def consciousness(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """What the engine needs of a stored reading."""
+    """An :class:`Observation` made by hand (tests, the rule-cost benchmark)."""
 
     patient_id: int
     metric: str
@@ -208,7 +227,7 @@ class RuleEngine:
         for pid in patient_ids:
             self.patients.pop(pid, None)
 
-    def evaluate(self, readings: Iterable[Reading]) -> Decisions:
+    def evaluate(self, readings: Iterable[Observation]) -> Decisions:
         decisions = Decisions()
         for r in sorted(readings, key=lambda x: (x.patient_id, x.time, x.metric)):
             state = self.patients.get(r.patient_id)
@@ -216,7 +235,7 @@ class RuleEngine:
                 self._evaluate_one(state, r, decisions)
         return decisions
 
-    def _evaluate_one(self, state: PatientState, r: Reading, out: Decisions) -> None:
+    def _evaluate_one(self, state: PatientState, r: Observation, out: Decisions) -> None:
         t = r.time.timestamp()
         metric, value, late = r.metric, r.value, r.late
         series = state.series_for(metric)

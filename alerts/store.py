@@ -8,7 +8,7 @@ idempotent: at most one unresolved alert per patient and rule, enforced by the i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts.engine import HISTORY_S, Decisions, PatientSnapshot, Reading, RuleEngine
+from alerts.engine import HISTORY_S, Decisions, Observation, PatientSnapshot, RuleEngine
 from alerts.feedback import feedback_for
 from alerts.rules.types import Priority, RuleHit
 from homeward.db.queries import load_queries
@@ -207,13 +207,9 @@ class RuleStage:
         self.engine = engine or RuleEngine()
         self.alerts_written = 0
 
-    async def __call__(self, cur: Cursor, stored: list[Any], now: datetime) -> None:
-        readings = [
-            Reading(r.patient_id, r.metric, r.time, r.value, r.late, r.on_oxygen, r.consciousness)
-            for r in stored
-        ]
-        await refresh_patients(cur, self.engine, {r.patient_id for r in readings}, now)
-        self.alerts_written += await write_decisions(cur, self.engine.evaluate(readings))
+    async def __call__(self, cur: Cursor, stored: Sequence[Observation], now: datetime) -> None:
+        await refresh_patients(cur, self.engine, {r.patient_id for r in stored}, now)
+        self.alerts_written += await write_decisions(cur, self.engine.evaluate(stored))
 
     async def warm(self, conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         """Load every patient who has a device bound now, in chunks, before readings flow:

@@ -1,9 +1,10 @@
 """Batching, storage with retry, and acknowledgement after COMMIT.
 
-``submit`` runs on the event loop thread for each inbound message: it validates the
-payload at once (pure) and queues it. ``run`` forms batches bounded by size and time,
-stores each in one transaction, then acknowledges its messages in arrival order and
-hands the newly stored readings to the post-commit handlers (the rule engine).
+``submit`` runs on the event loop thread for each inbound message and queues it.
+``run`` forms batches bounded by size and time, validates their payloads (pure), stores
+each batch in one transaction, then acknowledges its messages in arrival order and
+hands the newly stored readings to the post-commit handlers. While a batch is in the
+database, the messages of the next one are validated, in arrival order as always.
 
 While the database is down the current batch is retried with backoff and nothing is
 acknowledged; the broker stops sending once Receive Maximum messages are outstanding,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[StoredReading]], Awaitable[None]]
 ACTIVITY_FLUSH_S = 5.0
+_PARSE_SLICE = 16  # messages validated ahead between looks at the database's replies
 
 
 @dataclass
@@ -69,7 +71,8 @@ class IngestPipeline:
         self._pause, self._resume = pause, resume
         self._high_water = settings.receive_maximum
         self._paused = False
-        self._pending: deque[Item] = deque()
+        self._pending: deque[Inbound] = deque()
+        self._parsed: deque[Item] = deque()  # validated ahead, while a batch is written
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
         self._stopping = False
@@ -82,19 +85,34 @@ class IngestPipeline:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._parsed) + len(self._pending)
 
     # ---- inbound (event loop thread) ---------------------------------------------------
 
     def submit(self, inbound: Inbound) -> None:
+        """Queue one message as received. Parsing waits until its batch is formed: a
+        queue of raw messages holds one object each for the garbage collector to trace,
+        where parsed ones hold about ten (see docs/performance.md)."""
         if self._stopping:
             # Not acknowledged: the broker keeps it in our session for the next start.
             self.stats.deferred += 1
             return
+        self._pending.append(inbound)
+        size = self.pending
+        self.stats.max_pending = max(self.stats.max_pending, size)
+        self._has_items.set()
+        self._idle.clear()
+        if size >= self._s.batch_size:
+            self._full.set()
+        if size >= self._high_water and not self._paused:
+            self._paused = True  # memory stays bounded whatever the broker sends
+            self._pause()
+
+    def _parse(self, inbound: Inbound) -> Item:
+        """Validate one message (pure) and note its device's activity."""
         if inbound.topic.endswith("/status") and inbound.topic.startswith(self._status_prefix):
             # Acknowledged with the batch it lands in; retained, so resent on resubscribe.
-            self._enqueue(Item(inbound, self._record_status(inbound)))
-            return
+            return Item(inbound, self._record_status(inbound))
         now = datetime.fromtimestamp(inbound.received_at, UTC)
         parsed = parse_reading_message(
             inbound.topic,
@@ -117,19 +135,7 @@ class IngestPipeline:
                     status=activity.status if activity else None,
                     status_at=activity.status_at if activity else None,
                 )
-        self._enqueue(Item(inbound, parsed, late))
-
-    def _enqueue(self, item: Item) -> None:
-        self._pending.append(item)
-        size = len(self._pending)
-        self.stats.max_pending = max(self.stats.max_pending, size)
-        self._has_items.set()
-        self._idle.clear()
-        if size >= self._s.batch_size:
-            self._full.set()
-        if size >= self._high_water and not self._paused:
-            self._paused = True  # memory stays bounded whatever the broker sends
-            self._pause()
+        return Item(inbound, parsed, late)
 
     def _record_status(self, inbound: Inbound) -> StatusUpdate | Rejection:
         update = parse_status_message(inbound.topic, inbound.payload, self._s.topic_root)
@@ -149,37 +155,53 @@ class IngestPipeline:
 
     def on_new_connection(self, generation: int) -> None:
         """Forget queued messages of an earlier connection: the broker redelivers them."""
-        kept = deque(i for i in self._pending if i.inbound.generation == generation)
-        if self._paused and len(kept) < self._high_water // 2:
+        before = self.pending
+        self._parsed = deque(i for i in self._parsed if i.inbound.generation == generation)
+        self._pending = deque(i for i in self._pending if i.generation == generation)
+        if self._paused and self.pending < self._high_water // 2:
             self._paused = False
             self._resume()
-        dropped = len(self._pending) - len(kept)
-        if dropped:
+        if dropped := before - self.pending:
             log.info("dropping %d queued messages of an earlier connection", dropped)
-        self._pending = kept
 
     # ---- writer loop ------------------------------------------------------------------
 
     async def run(self) -> None:
         flush_s = self._s.flush_interval_ms / 1000
         while True:
-            if not self._pending:
+            if not self.pending:
                 self._idle.set()
                 if self._stopping:
                     return
                 self._has_items.clear()
                 await self._has_items.wait()
                 continue
-            if len(self._pending) < self._s.batch_size and not self._stopping:
+            if self.pending < self._s.batch_size and not self._stopping:
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), timeout=flush_s)
-            count = min(len(self._pending), self._s.batch_size)
-            batch = [self._pending.popleft() for _ in range(count)]
-            if self._paused and len(self._pending) < self._high_water // 2:
+            batch = [self._next_item() for _ in range(min(self.pending, self._s.batch_size))]
+            if self._paused and self.pending < self._high_water // 2:
                 self._paused = False
                 self._resume()
-            await self._store_and_ack(batch)
+            writing = asyncio.create_task(self._store_and_ack(batch), name="ingest-batch")
+            try:
+                await self._parse_ahead(writing)
+                await writing
+            finally:
+                writing.cancel()  # only matters when this loop itself is cancelled
+
+    def _next_item(self) -> Item:
+        return self._parsed.popleft() if self._parsed else self._parse(self._pending.popleft())
+
+    async def _parse_ahead(self, writing: asyncio.Task[None]) -> None:
+        """While a batch is in the database, validate the messages of the next one, a
+        few at a time, so that the process works instead of waiting for the server."""
+        await asyncio.sleep(0)  # the write starts first: it takes the device activity so far
+        while not writing.done() and self._pending and len(self._parsed) < self._s.batch_size:
+            for _ in range(min(_PARSE_SLICE, len(self._pending))):
+                self._parsed.append(self._parse(self._pending.popleft()))
+            await asyncio.sleep(0)
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Finish what is queued (store and acknowledge), then return."""

@@ -18,7 +18,7 @@ CREATE TEMP TABLE IF NOT EXISTS incoming (
 
 -- name: copy_incoming
 COPY incoming (seq, time, device_id, metric, value, received_at, msg_id, flags, on_oxygen,
-               consciousness, late, claimed_nhs) FROM STDIN
+               consciousness, late, claimed_nhs) FROM STDIN (FORMAT BINARY)
 
 -- name: unresolved_messages
 -- Messages that cannot be stored: unknown device, no binding at that time, or a payload
