@@ -15,6 +15,7 @@ at home: it is a prompt for a person to look, not a diagnosis (docs/news2.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import MAX_PREC, ROUND_HALF_UP, Context, Decimal
@@ -78,10 +79,16 @@ class News2Score:
     points: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def _chart_value(name: str, value: float, places: int = 0) -> Decimal:
+def _chart_value(name: str, value: float, places: int = 0) -> Decimal | int:
     """``value`` rounded half up to ``places`` decimals, after checking it is a number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{name} must be a number, got {value!r}")
+    if places == 0 and 0 <= value < 1e15:
+        # Whole numbers, without Decimal: a half (x.5) is exact in binary, ``value -
+        # floor`` is exact, and below 1e15 the shortest decimal that reads back as
+        # ``value`` keeps its whole part, so this rounds as the written decimal does.
+        whole = math.floor(value)
+        return whole + 1 if value - whole >= 0.5 else whole
     # str(): the decimal the user wrote (35.05), not its binary approximation (35.04999…).
     exact = Decimal(value) if isinstance(value, int) else Decimal(str(value))
     if not exact.is_finite() or exact < 0:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from alerts.rules.types import Cleared, Priority, RuleHit, describe
 
@@ -58,8 +59,9 @@ class ThresholdRule:
             raise ValueError(f"{self.rule_id}: hysteresis and duration cannot be negative")
 
 
-@dataclass(frozen=True, slots=True)
-class ThresholdState:
+class ThresholdState(NamedTuple):
+    """Immutable; a named tuple because the engine makes one per rule per reading."""
+
     breached: bool = False
     since: datetime | None = None  # first reading of the current run beyond the limit
     last_at: datetime | None = None  # newest reading this state has seen

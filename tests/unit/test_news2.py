@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from decimal import Decimal
+from decimal import MAX_PREC, ROUND_HALF_UP, Context, Decimal
 
 import pytest
 from hypothesis import given
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from alerts.news2 import (
     Band,
     VitalSet,
+    _chart_value,
     band_for,
     parse_calculator_line,
     score_news2,
@@ -493,3 +494,18 @@ def test_a_partial_score_is_never_more_than_the_full_one(
 ) -> None:
     partial = dataclasses.replace(vitals, **dict.fromkeys(dropped))  # type: ignore[arg-type]
     assert score_news2(partial).score <= score_news2(vitals).score
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+        st.integers(min_value=0, max_value=10**30),
+        st.integers(0, 400).map(lambda n: n / 2),  # every half: the rounding's edge
+    )
+)
+def test_whole_number_charting_rounds_as_the_written_decimal(value: float) -> None:
+    """Charting to whole numbers skips Decimal; it must round half up exactly as the
+    decimal the value is written as (str), the rule the published charts use."""
+    written = Decimal(value) if isinstance(value, int) else Decimal(str(value))
+    expected = written.quantize(Decimal(1), context=Context(prec=MAX_PREC, rounding=ROUND_HALF_UP))
+    assert _chart_value("pulse", value) == expected
