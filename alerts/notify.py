@@ -104,61 +104,110 @@ class Senders:
         return f"sent to {to}"
 
 
+CLAIM_LIMIT = 50  # notifications leased per pass (claim_notifications)
+_LOCAL = ("in_app", "feedback")  # no outside service to wait for
+
+
 async def deliver_due(
     conn: psycopg.AsyncConnection[Any], senders: Senders, now: datetime
 ) -> tuple[int, int]:
-    """One pass: send what is due. Returns (delivered, failed)."""
-    async with conn.transaction():
-        cur = await conn.execute(Q["claim_notifications"], {"now": now})
-        claimed = await cur.fetchall()
-        secrets = {}
-        if claimed:
-            cur = await conn.execute("SELECT webhook_url, webhook_secret_env FROM teams")
-            secrets = {url: env for url, env in await cur.fetchall() if url}
-    # In-app notifications need no outside delivery: recorded together, in one round trip.
-    in_app = [{"id": row[0], "now": now} for row in claimed if row[2] == "in_app"]
-    if in_app:
-        async with conn.transaction(), conn.cursor() as cur:
-            attempts_ok = [
-                {**r, "ok": True, "detail": "stored for the in-app queue"} for r in in_app
-            ]
-            await cur.executemany(Q["attempt"], attempts_ok)
-            await cur.executemany(Q["delivered"], in_app)
-    delivered, failed = len(in_app), 0
-    for notification_id, _alert_id, channel, target, payload, key, attempts in claimed:
-        if channel == "in_app":
-            continue
-        try:
-            if channel == "webhook":
-                detail = await senders.webhook(target, payload, key, secrets.get(target))
-            elif channel == "email":
-                detail = await senders.email(target, payload)
-            elif channel == "feedback":
-                detail = await senders.feedback(target, payload)
-            else:
-                raise ValueError(f"unknown channel {channel!r}")
-            ok = True
-        except Exception as exc:  # any failure is recorded and retried, never dropped
-            detail, ok = f"{type(exc).__name__}: {exc}", False
+    """Send everything due at ``now``, a pass of up to CLAIM_LIMIT at a time, so an alert
+    storm is not delivered at CLAIM_LIMIT a tick. Returns (delivered, failed)."""
+    delivered = failed = 0
+    while True:
         async with conn.transaction():
-            await conn.execute(
-                Q["attempt"], {"id": notification_id, "ok": ok, "detail": detail[:500]}
-            )
-            if ok:
-                await conn.execute(Q["delivered"], {"id": notification_id, "now": now})
+            cur = await conn.execute(Q["claim_notifications"], {"now": now})
+            claimed = await cur.fetchall()
+            secrets = {}
+            if any(row[2] == "webhook" for row in claimed):
+                cur = await conn.execute("SELECT webhook_url, webhook_secret_env FROM teams")
+                secrets = {url: env for url, env in await cur.fetchall() if url}
+        local = [row for row in claimed if row[2] in _LOCAL]
+        outside = [row for row in claimed if row[2] not in _LOCAL]
+        sent, refused = await _deliver_local(conn, senders, local, now)
+        delivered, failed = delivered + sent, failed + refused
+        for row in outside:
+            if await _deliver_outside(conn, senders, row, secrets, now):
                 delivered += 1
             else:
-                retry_at = now + timedelta(seconds=retry_delay_s(attempts))
-                await conn.execute(
-                    Q["failed"],
-                    {"id": notification_id, "error": detail[:500], "retry_at": retry_at},
-                )
-                log.warning(
-                    "notification %s (%s to %s) failed: %s",
-                    notification_id,
-                    channel,
-                    target,
-                    detail,
-                )
                 failed += 1
-    return delivered, failed
+        if len(claimed) < CLAIM_LIMIT:
+            return delivered, failed
+
+
+async def _deliver_local(
+    conn: psycopg.AsyncConnection[Any],
+    senders: Senders,
+    claimed: list[tuple[Any, ...]],
+    now: datetime,
+) -> tuple[int, int]:
+    """In-app (already stored) and device feedback (a publish to our own broker): sent
+    at once and recorded together, in one transaction, whatever their number."""
+    ok_rows: list[dict[str, Any]] = []
+    failed_rows: list[dict[str, Any]] = []
+    for notification_id, _alert_id, channel, target, payload, _key, attempts in claimed:
+        try:
+            detail = (
+                "stored for the in-app queue"
+                if channel == "in_app"
+                else await senders.feedback(target, payload)
+            )
+            ok_rows.append({"id": notification_id, "ok": True, "detail": detail, "now": now})
+        except Exception as exc:  # recorded and retried, never dropped
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            retry_at = now + timedelta(seconds=retry_delay_s(attempts))
+            failed_rows.append(
+                {
+                    "id": notification_id,
+                    "ok": False,
+                    "detail": detail,
+                    "error": detail,
+                    "retry_at": retry_at,
+                }
+            )
+            log.warning(
+                "notification %s (%s to %s) failed: %s", notification_id, channel, target, detail
+            )
+    if claimed:
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(Q["attempt"], ok_rows + failed_rows)
+            if ok_rows:
+                await cur.executemany(Q["delivered"], ok_rows)
+            if failed_rows:
+                await cur.executemany(Q["failed"], failed_rows)
+    return len(ok_rows), len(failed_rows)
+
+
+async def _deliver_outside(
+    conn: psycopg.AsyncConnection[Any],
+    senders: Senders,
+    row: tuple[Any, ...],
+    secrets: dict[str, str],
+    now: datetime,
+) -> bool:
+    """A webhook or an e-mail: each recorded as soon as it is sent, so that a crash never
+    forgets one that went out."""
+    notification_id, _alert_id, channel, target, payload, key, attempts = row
+    try:
+        if channel == "webhook":
+            detail = await senders.webhook(target, payload, key, secrets.get(target))
+        elif channel == "email":
+            detail = await senders.email(target, payload)
+        else:
+            raise ValueError(f"unknown channel {channel!r}")
+        ok = True
+    except Exception as exc:  # any failure is recorded and retried, never dropped
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    async with conn.transaction():
+        await conn.execute(Q["attempt"], {"id": notification_id, "ok": ok, "detail": detail[:500]})
+        if ok:
+            await conn.execute(Q["delivered"], {"id": notification_id, "now": now})
+        else:
+            retry_at = now + timedelta(seconds=retry_delay_s(attempts))
+            await conn.execute(
+                Q["failed"], {"id": notification_id, "error": detail[:500], "retry_at": retry_at}
+            )
+            log.warning(
+                "notification %s (%s to %s) failed: %s", notification_id, channel, target, detail
+            )
+    return ok

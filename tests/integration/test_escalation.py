@@ -310,3 +310,57 @@ async def test_the_same_hit_from_two_workers_makes_one_alert(db_url: str) -> Non
     await asyncio.gather(worker(), worker())
     assert count_rows(db_url, "SELECT count(*) FROM alerts") == 1
     assert count_rows(db_url, "SELECT hit_count FROM alerts") == 2
+
+
+def _queue_local_notifications(db_url: str, alert: int, count: int, at: datetime) -> None:
+    """``count`` due notifications on the channels without an outside service."""
+    with psycopg.connect(db_url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key,"
+            ' next_attempt_at) VALUES (%s, %s, %s, \'{"message": "m"}\', %s, %s)',
+            [
+                (alert, channel, f"device-{i}", f"storm-{alert}-{i}", at)
+                for i in range(count)
+                for channel in ["in_app" if i % 2 else "feedback"]
+            ],
+        )
+
+
+async def test_an_alert_storm_is_delivered_in_one_tick_past_the_claim_limit(db_url: str) -> None:
+    alert = raise_alert(db_url, seed(db_url), MONDAY_10)
+    storm = 3 * notify.CLAIM_LIMIT + 7
+    _queue_local_notifications(db_url, alert, storm, MONDAY_10)
+    published: list[tuple[str, bytes]] = []
+    senders = notify.Senders(
+        None, "hw@test", publish_feedback=lambda d, p: published.append((d, p))
+    )
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        delivered, failed = await notify.deliver_due(conn, senders, MONDAY_10)
+    assert (delivered, failed) == (storm, 0)
+    assert len(published) == (storm + 1) // 2  # the feedback ones, each published once
+    undelivered = count_rows(
+        db_url,
+        f"SELECT count(*) FROM notifications WHERE idempotency_key LIKE 'storm-{alert}-%'"
+        " AND delivered_at IS NULL",
+    )
+    assert undelivered == 0
+    assert count_rows(db_url, "SELECT count(*) FROM notification_attempts") >= storm
+
+
+async def test_feedback_while_the_broker_is_away_is_recorded_and_retried(db_url: str) -> None:
+    alert = raise_alert(db_url, seed(db_url), MONDAY_10)
+    _queue_local_notifications(db_url, alert, 1, MONDAY_10)  # one feedback message
+    published: list[tuple[str, bytes]] = []
+    away = notify.Senders(None, "hw@test", publish_feedback=None)
+    back = notify.Senders(None, "hw@test", publish_feedback=lambda d, p: published.append((d, p)))
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        assert await notify.deliver_due(conn, away, MONDAY_10) == (0, 1)
+        assert await notify.deliver_due(conn, back, MONDAY_10) == (0, 0)  # not due yet
+        assert await notify.deliver_due(conn, back, MONDAY_10 + timedelta(minutes=5)) == (1, 0)
+    assert published == [("device-0", b'{"message":"m"}')]
+    errors = count_rows(
+        db_url,
+        "SELECT count(*) FROM notification_attempts a JOIN notifications n USING"
+        f" (notification_id) WHERE n.idempotency_key = 'storm-{alert}-0' AND NOT a.ok",
+    )
+    assert errors == 1
