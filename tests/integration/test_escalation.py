@@ -347,6 +347,16 @@ async def test_an_alert_storm_is_delivered_in_one_tick_past_the_claim_limit(db_u
     assert count_rows(db_url, "SELECT count(*) FROM notification_attempts") >= storm
 
 
+async def test_a_backlog_is_worked_off_over_several_ticks(db_url: str) -> None:
+    alert = raise_alert(db_url, seed(db_url), MONDAY_10)
+    per_tick = notify.MAX_PASSES * notify.CLAIM_LIMIT
+    _queue_local_notifications(db_url, alert, per_tick + 5, MONDAY_10)
+    senders = notify.Senders(None, "hw@test", publish_feedback=lambda _d, _p: None)
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        assert await notify.deliver_due(conn, senders, MONDAY_10) == (per_tick, 0)
+        assert await notify.deliver_due(conn, senders, MONDAY_10) == (5, 0)
+
+
 async def test_feedback_while_the_broker_is_away_is_recorded_and_retried(db_url: str) -> None:
     alert = raise_alert(db_url, seed(db_url), MONDAY_10)
     _queue_local_notifications(db_url, alert, 1, MONDAY_10)  # one feedback message
