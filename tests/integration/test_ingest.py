@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +12,9 @@ import pytest
 
 from devices.registry import add_device, add_patient
 from homeward.config import Settings
+from ingest.mqtt_source import Inbound
+from ingest.pipeline import IngestPipeline
+from ingest.writer import BatchStore
 from support import (
     Publisher,
     async_wait_until,
@@ -160,3 +165,30 @@ async def test_binding_is_resolved_at_the_time_of_measurement(
             ).fetchall()
         )
     assert owners == {"old": NHS, "new": OTHER_NHS}
+
+
+async def test_batches_are_stored_and_acknowledged_in_arrival_order(db_url: str) -> None:
+    """Messages queued raw, validated as their batch forms — the next batch while one is
+    in the database — and acknowledged after their commit, in the order they came."""
+    register(db_url)
+    settings = make_settings(db_url, "mqtt://127.0.0.1:1", batch_size=10)
+    acked: list[int] = []
+
+    def ack(messages: list[Inbound]) -> int:
+        acked.extend(m.mid for m in messages)
+        return len(messages)
+
+    store = BatchStore(settings.dsn)
+    pipeline = IngestPipeline(settings, store, ack)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    topic = settings.device_topic("bp-1", "readings")
+    for i in range(55):
+        payload = reading_payload(f"order-{i}", BP, measured_at=start + timedelta(seconds=i))
+        pipeline.submit(Inbound(i + 1, 1, topic, payload, False, 1, time.time()))
+    writer = asyncio.create_task(pipeline.run())
+    await pipeline.stop()
+    await writer
+    await store.close()
+    assert acked == list(range(1, 56))
+    assert pipeline.stats.batches == 6
+    assert count_rows(db_url) == 55 * len(BP)
