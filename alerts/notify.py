@@ -116,7 +116,7 @@ async def deliver_due(
     them: an alert storm is delivered ten times faster than one pass a tick would, while
     a large backlog (after an outage) cannot hold up ingest, which shares the event loop,
     for long. Returns (delivered, failed)."""
-    delivered = failed = 0
+    outcomes: list[dict[str, Any]] = []
     for _ in range(MAX_PASSES):
         async with conn.transaction():
             cur = await conn.execute(Q["claim_notifications"], {"now": now})
@@ -125,93 +125,69 @@ async def deliver_due(
             if any(row[2] == "webhook" for row in claimed):
                 cur = await conn.execute("SELECT webhook_url, webhook_secret_env FROM teams")
                 secrets = {url: env for url, env in await cur.fetchall() if url}
-        local = [row for row in claimed if row[2] in _LOCAL]
-        outside = [row for row in claimed if row[2] not in _LOCAL]
-        sent, refused = await _deliver_local(conn, senders, local, now)
-        delivered, failed = delivered + sent, failed + refused
-        for row in outside:
-            if await _deliver_outside(conn, senders, row, secrets, now):
-                delivered += 1
-            else:
-                failed += 1
+        # In-app and device feedback need no outside service: recorded together.
+        local = [
+            _outcome(row, *await _send(senders, row, secrets), now)
+            for row in claimed
+            if row[2] in _LOCAL
+        ]
+        await _record(conn, local)
+        outcomes += local
+        for row in claimed:
+            if row[2] not in _LOCAL:  # recorded once sent: a crash never forgets one
+                outcome = _outcome(row, *await _send(senders, row, secrets), now)
+                await _record(conn, [outcome])
+                outcomes.append(outcome)
         if len(claimed) < CLAIM_LIMIT:
             break
-    return delivered, failed
+    delivered = sum(o["ok"] for o in outcomes)
+    return delivered, len(outcomes) - delivered
 
 
-async def _deliver_local(
-    conn: psycopg.AsyncConnection[Any],
-    senders: Senders,
-    claimed: list[tuple[Any, ...]],
-    now: datetime,
-) -> tuple[int, int]:
-    """In-app (already stored) and device feedback (a publish to our own broker): sent
-    at once and recorded together, in one transaction, whatever their number."""
-    ok_rows: list[dict[str, Any]] = []
-    failed_rows: list[dict[str, Any]] = []
-    for notification_id, _alert_id, channel, target, payload, _key, attempts in claimed:
-        try:
-            detail = (
-                "stored for the in-app queue"
-                if channel == "in_app"
-                else await senders.feedback(target, payload)
-            )
-            ok_rows.append({"id": notification_id, "ok": True, "detail": detail, "now": now})
-        except Exception as exc:  # recorded and retried, never dropped
-            detail = f"{type(exc).__name__}: {exc}"[:500]
-            retry_at = now + timedelta(seconds=retry_delay_s(attempts))
-            failed_rows.append(
-                {
-                    "id": notification_id,
-                    "ok": False,
-                    "detail": detail,
-                    "error": detail,
-                    "retry_at": retry_at,
-                }
-            )
-            log.warning(
-                "notification %s (%s to %s) failed: %s", notification_id, channel, target, detail
-            )
-    if claimed:
-        async with conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(Q["attempt"], ok_rows + failed_rows)
-            if ok_rows:
-                await cur.executemany(Q["delivered"], ok_rows)
-            if failed_rows:
-                await cur.executemany(Q["failed"], failed_rows)
-    return len(ok_rows), len(failed_rows)
-
-
-async def _deliver_outside(
-    conn: psycopg.AsyncConnection[Any],
-    senders: Senders,
-    row: tuple[Any, ...],
-    secrets: dict[str, str],
-    now: datetime,
-) -> bool:
-    """A webhook or an e-mail: each recorded as soon as it is sent, so that a crash never
-    forgets one that went out."""
-    notification_id, _alert_id, channel, target, payload, key, attempts = row
+async def _send(
+    senders: Senders, row: tuple[Any, ...], secrets: dict[str, str]
+) -> tuple[bool, str]:
+    """One notification over its channel: (sent, what happened)."""
+    _id, _alert_id, channel, target, payload, key, _attempts = row
     try:
+        if channel == "in_app":
+            return True, "stored for the in-app queue"
+        if channel == "feedback":
+            return True, await senders.feedback(target, payload)
         if channel == "webhook":
-            detail = await senders.webhook(target, payload, key, secrets.get(target))
-        elif channel == "email":
-            detail = await senders.email(target, payload)
-        else:
-            raise ValueError(f"unknown channel {channel!r}")
-        ok = True
+            return True, await senders.webhook(target, payload, key, secrets.get(target))
+        if channel == "email":
+            return True, await senders.email(target, payload)
+        raise ValueError(f"unknown channel {channel!r}")
     except Exception as exc:  # any failure is recorded and retried, never dropped
-        detail, ok = f"{type(exc).__name__}: {exc}", False
-    async with conn.transaction():
-        await conn.execute(Q["attempt"], {"id": notification_id, "ok": ok, "detail": detail[:500]})
-        if ok:
-            await conn.execute(Q["delivered"], {"id": notification_id, "now": now})
-        else:
-            retry_at = now + timedelta(seconds=retry_delay_s(attempts))
-            await conn.execute(
-                Q["failed"], {"id": notification_id, "error": detail[:500], "retry_at": retry_at}
-            )
-            log.warning(
-                "notification %s (%s to %s) failed: %s", notification_id, channel, target, detail
-            )
-    return ok
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _outcome(row: tuple[Any, ...], ok: bool, detail: str, now: datetime) -> dict[str, Any]:
+    """The parameters that record one attempt (and, on failure, its retry time)."""
+    notification_id, _alert_id, channel, target, _payload, _key, attempts = row
+    detail = detail[:500]
+    if not ok:
+        log.warning(
+            "notification %s (%s to %s) failed: %s", notification_id, channel, target, detail
+        )
+    return {
+        "id": notification_id,
+        "ok": ok,
+        "detail": detail,
+        "error": detail,
+        "now": now,
+        "retry_at": now + timedelta(seconds=retry_delay_s(attempts)),
+    }
+
+
+async def _record(conn: psycopg.AsyncConnection[Any], outcomes: list[dict[str, Any]]) -> None:
+    """Every attempt, then delivered or a retry time, in one transaction."""
+    if not outcomes:
+        return
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(Q["attempt"], outcomes)
+        if delivered := [o for o in outcomes if o["ok"]]:
+            await cur.executemany(Q["delivered"], delivered)
+        if failed := [o for o in outcomes if not o["ok"]]:
+            await cur.executemany(Q["failed"], failed)

@@ -319,9 +319,8 @@ def _queue_local_notifications(db_url: str, alert: int, count: int, at: datetime
             "INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key,"
             ' next_attempt_at) VALUES (%s, %s, %s, \'{"message": "m"}\', %s, %s)',
             [
-                (alert, channel, f"device-{i}", f"storm-{alert}-{i}", at)
+                (alert, "in_app" if i % 2 else "feedback", f"device-{i}", f"storm-{alert}-{i}", at)
                 for i in range(count)
-                for channel in ["in_app" if i % 2 else "feedback"]
             ],
         )
 
