@@ -27,14 +27,14 @@ import psycopg
 from devices.payload import parse_reading_message
 from homeward.config import Settings
 from homeward.domain import DeviceMessage, Rejection, RejectReason
+from ingest.activity import ActivityBuffer, DeviceActivity
 from ingest.mqtt_source import Inbound, backoff_s
 from ingest.status import StatusUpdate, parse_status_message
-from ingest.writer import BatchResult, BatchStore, DeviceActivity, Item, StoredReading
+from ingest.writer import BatchResult, BatchStore, Item, StoredReading
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[StoredReading]], Awaitable[None]]
-ACTIVITY_FLUSH_S = 5.0
 _PARSE_SLICE = 16  # messages validated ahead between looks at the database's replies
 
 
@@ -78,8 +78,7 @@ class IngestPipeline:
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._activity: dict[str, DeviceActivity] = {}
-        self._activity_flushed_at = 0.0
+        self._activity = ActivityBuffer()
         self._status_prefix = f"{settings.topic_root}/devices/"
         self.stats = PipelineStats()
 
@@ -126,15 +125,7 @@ class IngestPipeline:
         late = False
         if isinstance(parsed, DeviceMessage):
             late = (now - parsed.measured_at).total_seconds() > self._s.late_after_s
-            activity = self._activity.get(parsed.device_id)
-            if activity is None or activity.last_msg_at < now:
-                self._activity[parsed.device_id] = DeviceActivity(
-                    last_msg_at=now,
-                    battery=parsed.battery,
-                    firmware=parsed.firmware,
-                    status=activity.status if activity else None,
-                    status_at=activity.status_at if activity else None,
-                )
+            self._activity.note_message(parsed.device_id, now, parsed.battery, parsed.firmware)
         return Item(inbound, parsed, late)
 
     def _record_status(self, inbound: Inbound) -> StatusUpdate | Rejection:
@@ -145,12 +136,7 @@ class IngestPipeline:
                 'a status message must be "online", "offline" or {"status": ...}',
             )
         at = datetime.fromtimestamp(inbound.received_at, UTC)
-        current = self._activity.get(update.device_id)
-        activity = current or DeviceActivity(last_msg_at=at)
-        activity.status, activity.status_at = update.status, at
-        if update.battery is not None:
-            activity.battery = update.battery
-        self._activity[update.device_id] = activity
+        self._activity.note_status(update.device_id, at, update.status, update.battery)
         return update
 
     def on_new_connection(self, generation: int) -> None:
@@ -230,17 +216,9 @@ class IngestPipeline:
                     s.handler_errors += 1
                     log.exception("post-commit handler %r failed", handler)
 
-    def _take_activity(self) -> dict[str, DeviceActivity] | None:
-        now = time.monotonic()
-        if not self._activity or now - self._activity_flushed_at < ACTIVITY_FLUSH_S:
-            return None
-        activity, self._activity = self._activity, {}
-        self._activity_flushed_at = now
-        return activity
-
     async def _store_with_retry(self, batch: list[Item]) -> BatchResult:
         records = [i for i in batch if not isinstance(i.parsed, StatusUpdate)]
-        activity = self._take_activity()
+        activity = self._activity.take()
         attempt = 0
         while True:
             try:

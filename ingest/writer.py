@@ -19,6 +19,7 @@ import psycopg
 
 from homeward.db.queries import load_queries
 from homeward.domain import DeviceMessage, Rejection, RejectReason
+from ingest.activity import DeviceActivity
 from ingest.mqtt_source import Inbound
 from ingest.status import StatusUpdate
 
@@ -58,15 +59,6 @@ class BatchResult:
     stored: list[StoredReading]
     offered: int  # readings offered for storage
     quarantined: int  # messages quarantined
-
-
-@dataclass
-class DeviceActivity:
-    last_msg_at: datetime
-    battery: float | None = None
-    firmware: str | None = None
-    status: str | None = None
-    status_at: datetime | None = None
 
 
 # The columns of copy_incoming, in order: a binary COPY with its types given costs a

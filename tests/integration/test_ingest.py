@@ -192,3 +192,51 @@ async def test_batches_are_stored_and_acknowledged_in_arrival_order(db_url: str)
     assert acked == list(range(1, 56))
     assert pipeline.stats.batches == 6
     assert count_rows(db_url) == 55 * len(BP)
+
+
+async def test_device_activity_is_recorded_with_the_batches(
+    settings: Settings, db_url: str, broker_url: str
+) -> None:
+    """Last message, battery, firmware and status reach ``devices`` (what the silence
+    check reads), a bounded number of devices per batch (ingest/activity.py)."""
+    with psycopg.connect(db_url) as conn:
+        add_patient(conn, nhs_number=NHS, name="Test Patient", conditions=["hypertension"])
+        for device in ("bp-1", "bp-2", "bp-3"):
+            add_device(conn, device, patient_nhs_number=NHS)
+        conn.commit()
+    pub = Publisher(broker_url)
+    began = datetime.now(UTC)
+    try:
+        async with running_service(settings) as service:
+            for n, device in enumerate(("bp-1", "bp-2", "bp-3")):
+                payload = reading_payload(f"m{n}", BP, battery=60 + n, firmware=f"1.{n}")
+                pub.publish(settings.readings_topic(device), payload)
+            pub.publish(settings.device_topic("bp-3", "status"), b"offline", retain=True)
+            await async_wait_until(lambda: service.source.stats.acked >= 4, what="four acks")
+
+            def recorded() -> int:
+                return count_rows(
+                    db_url, "SELECT count(*) FROM devices WHERE last_msg_at IS NOT NULL"
+                )
+
+            await async_wait_until(lambda: recorded() == 3, what="activity of three devices")
+            await async_wait_until(
+                lambda: (
+                    count_rows(db_url, "SELECT count(*) FROM devices WHERE status IS NOT NULL") == 1
+                ),
+                what="bp-3's status",
+            )
+    finally:
+        pub.publish(settings.device_topic("bp-3", "status"), b"", retain=True)  # clear it
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT device_id, battery, firmware, status, last_msg_at >= %s FROM devices"
+            " ORDER BY device_id",
+            (began - timedelta(seconds=1),),
+        ).fetchall()
+    assert rows == [
+        ("bp-1", 60.0, "1.0", None, True),
+        ("bp-2", 61.0, "1.1", None, True),
+        ("bp-3", 62.0, "1.2", "offline", True),
+    ]
