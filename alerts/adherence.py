@@ -19,6 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.careplans import MissedConfig, effective_rules
+from alerts.events import INSERT_EVENT, event
 from alerts.rules.missed import Schedule, device_silent, missed
 from homeward.db.queries import load_queries
 from homeward.errors import ValidationError
@@ -123,7 +124,7 @@ async def _upsert(
     if row is None:
         return 0  # already recorded for this deadline
     await cur.execute(
-        "INSERT INTO alert_events (alert_id, kind, actor, data) VALUES (%s, %s, 'scheduler', %s)",
-        (row[0], "raised" if row[1] else "updated", Jsonb({"message": message})),
+        INSERT_EVENT,
+        event(row[0], "raised" if row[1] else "updated", "scheduler", {"message": message}),
     )
     return 1

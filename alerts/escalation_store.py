@@ -20,6 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.escalation import plan_steps, policy_for, resolve_targets
+from alerts.events import INSERT_EVENT, event
 from alerts.lifecycle import AlertState, ExpireAcknowledgement, State, decide
 from alerts.teams import Organisation, Policy
 from homeward.db.queries import load_queries
@@ -119,7 +120,7 @@ async def _plan(cur: Cursor, org: Organisation) -> int:
     await cur.execute(Q["unplanned_alerts"])
     policies: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
-    events: list[tuple[int, str, str, Jsonb]] = []
+    events: list[dict[str, Any]] = []
     for alert_id, team_id, priority, opened_at in await cur.fetchall():
         if team_id not in org.teams:
             log.error("alert %s: team %s is not in the organisation file", alert_id, team_id)
@@ -137,12 +138,12 @@ async def _plan(cur: Cursor, org: Organisation) -> int:
             }
             for step in plan_steps(policy, opened_at)
         )
-        events.append((alert_id, "escalation_planned", "escalation", Jsonb(snapshot)))
+        events.append(event(alert_id, "escalation_planned", "escalation", snapshot))
     if policies:
         await cur.executemany(Q["set_policy"], policies)
         if steps:
             await cur.executemany(Q["insert_step"], steps)
-        await cur.executemany(_INSERT_EVENT, events)
+        await cur.executemany(INSERT_EVENT, events)
     return len(policies)
 
 
@@ -210,11 +211,8 @@ async def _fire(cur: Cursor, org: Organisation, now: datetime) -> int:
     return len(rows)
 
 
-_INSERT_EVENT = "INSERT INTO alert_events (alert_id, kind, actor, data) VALUES (%s, %s, %s, %s)"
-
-
 async def _event(cur: Cursor, alert_id: int, kind: str, actor: str, data: dict[str, Any]) -> None:
-    await cur.execute(_INSERT_EVENT, (alert_id, kind, actor, Jsonb(data)))
+    await cur.execute(INSERT_EVENT, event(alert_id, kind, actor, data))
 
 
 def policy_ack_timeout(snapshot: dict[str, Any] | None) -> float | None:

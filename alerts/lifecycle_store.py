@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from alerts.escalation_store import policy_ack_timeout
+from alerts.events import INSERT_EVENT, event
 from alerts.lifecycle import Acknowledge, AlertState, Command, Decision, State, decide
 from homeward.db.connect import wrap_exceptions
 from homeward.db.queries import load_queries
@@ -59,10 +59,7 @@ def apply_command(
             ),
             {**changes, "now": now, "alert_id": alert_id},
         )
-        conn.execute(
-            "INSERT INTO alert_events (alert_id, kind, actor, data) VALUES (%s, %s, %s, %s)",
-            (alert_id, decision.event, decision.actor, Jsonb(decision.data)),
-        )
+        conn.execute(INSERT_EVENT, event(alert_id, decision.event, decision.actor, decision.data))
         conn.execute(
             "SELECT pg_notify('homeward_team_' || team_id, %s) FROM alerts WHERE alert_id = %s",
             (f'{{"alert_id": {alert_id}, "event": "{decision.event}"}}', alert_id),

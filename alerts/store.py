@@ -18,6 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.engine import HISTORY_S, Decisions, Observation, PatientSnapshot, RuleEngine
+from alerts.events import INSERT_EVENT, event
 from alerts.feedback import feedback_for
 from alerts.rules.types import Priority, RuleHit
 from homeward.db.queries import load_queries
@@ -146,22 +147,20 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
                     }
                 )
             events.append(
-                {
-                    "alert_id": alert_id,
-                    "kind": "raised" if created else "updated",
-                    "actor": "rules",
-                    "data": Jsonb(
-                        {
-                            "value": hit.value,
-                            "measured_at": hit.measured_at.isoformat(),
-                            "message": hit.message,
-                            "priority": priority,
-                            "hits": m.count,
-                        }
-                    ),
-                }
+                event(
+                    alert_id,
+                    "raised" if created else "updated",
+                    "rules",
+                    {
+                        "value": hit.value,
+                        "measured_at": hit.measured_at.isoformat(),
+                        "message": hit.message,
+                        "priority": priority,
+                        "hits": m.count,
+                    },
+                )
             )
-        await cur.executemany(Q["insert_event"], events)
+        await cur.executemany(INSERT_EVENT, events)
         await cur.execute(
             Q["notify_teams"],
             {
@@ -175,17 +174,8 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
     for patient_id, cleared in decisions.clears:
         await cur.execute(Q["clear_alert"], {"patient_id": patient_id, "rule_id": cleared.rule_id})
         for (alert_id,) in await cur.fetchall():
-            await cur.execute(
-                Q["insert_event"],
-                {
-                    "alert_id": alert_id,
-                    "kind": "condition_cleared",
-                    "actor": "rules",
-                    "data": Jsonb(
-                        {"value": cleared.value, "measured_at": cleared.measured_at.isoformat()}
-                    ),
-                },
-            )
+            data = {"value": cleared.value, "measured_at": cleared.measured_at.isoformat()}
+            await cur.execute(INSERT_EVENT, event(alert_id, "condition_cleared", "rules", data))
     for patient_id, hit in decisions.reviews:
         await cur.execute(
             Q["insert_review"],

@@ -71,10 +71,6 @@ WHERE patient_id = %(patient_id)s AND rule_id = %(rule_id)s AND state <> 'resolv
   AND NOT condition_cleared
 RETURNING alert_id
 
--- name: insert_event
-INSERT INTO alert_events (alert_id, kind, actor, data)
-VALUES (%(alert_id)s, %(kind)s, %(actor)s, %(data)s)
-
 -- name: insert_review
 INSERT INTO late_reviews (patient_id, rule_id, measured_at, received_at, value, message)
 VALUES (%(patient_id)s, %(rule_id)s, %(at)s, now(), %(value)s, %(message)s)
