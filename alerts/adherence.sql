@@ -1,5 +1,6 @@
 -- name: patients_with_rules
-SELECT p.patient_id, p.conditions, COALESCE(r.overrides, '{}'::jsonb) AS overrides
+-- overrides as text: the key patients with the same rules share (jsonb's text is canonical)
+SELECT p.patient_id, p.conditions, COALESCE(r.overrides, '{}'::jsonb)::text AS overrides
 FROM patients p LEFT JOIN patient_rules r USING (patient_id)
 
 -- name: last_readings
@@ -13,13 +14,27 @@ SELECT d.device_id, d.kind, d.status, d.last_msg_at, b.patient_id
 FROM devices d
 JOIN device_bindings b ON b.device_id = d.device_id AND b.valid_to IS NULL
 
+-- name: recorded_technical
+-- The newest deadline or silence already recorded per patient and rule, by an open alert
+-- or by one a person resolved recently: a resolved miss is not raised again for the same
+-- day, nor a resolved silence for the same last message (the next one is).
+SELECT patient_id, rule_id, max(latest_measured_at) FROM alerts
+WHERE priority = 'technical' AND (state <> 'resolved' OR resolved_at > %(since)s)
+GROUP BY patient_id, rule_id
+
 -- name: upsert_technical
--- One open alert per patient and rule; the same deadline (or silence) is recorded once.
+-- One open alert per patient and rule; the same deadline (or silence) is recorded once
+-- (the update only moves an alert forward in time). Every candidate of a pass in one
+-- statement; only the alerts raised or moved on are returned.
 INSERT INTO alerts AS a (patient_id, rule_id, kind, metric, priority, team_id,
                          first_measured_at, latest_measured_at, message, details)
-VALUES (%(patient_id)s, %(rule_id)s, %(kind)s, %(metric)s, 'technical',
-        (SELECT team_id FROM patients WHERE patient_id = %(patient_id)s),
-        %(at)s, %(at)s, %(message)s, %(details)s)
+SELECT c.patient_id, c.rule_id, c.kind, c.metric, 'technical', p.team_id, c.at, c.at,
+       c.message, c.details
+FROM unnest(%(patient_id)s::integer[], %(rule_id)s::text[], %(kind)s::text[],
+            %(metric)s::text[], %(at)s::timestamptz[], %(message)s::text[],
+            %(details)s::jsonb[])
+     AS c (patient_id, rule_id, kind, metric, at, message, details)
+JOIN patients p USING (patient_id)
 ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
     hit_count = a.hit_count + 1,
     latest_measured_at = EXCLUDED.latest_measured_at,
@@ -27,4 +42,4 @@ ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
     details = EXCLUDED.details,
     updated_at = now()
 WHERE a.latest_measured_at < EXCLUDED.latest_measured_at
-RETURNING alert_id, (xmax = 0) AS created
+RETURNING a.alert_id, (a.xmax = 0) AS created, a.message

@@ -22,6 +22,7 @@ runs at every deadline (:func:`next_check_at`), and each earlier day was judged 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -126,6 +127,14 @@ def next_check_at(schedule: Schedule, now: datetime) -> datetime:
     raise AssertionError("unreachable: tomorrow's deadline is after now")
 
 
+@functools.lru_cache(maxsize=256)
+def _judged_day(schedule: Schedule, now: datetime) -> tuple[date, datetime, datetime, datetime]:
+    """The day judged at ``now``, its deadline, window opening and due time: the same for
+    every patient on this schedule, so a pass over thousands computes it once."""
+    day, deadline = latest_deadline(schedule, now)
+    return day, deadline, window_opens(schedule, day), due_on(schedule, day)
+
+
 def due_missed_readings(
     schedule: Schedule,
     last_reading_at: datetime | None,
@@ -137,13 +146,11 @@ def due_missed_readings(
     reading was measured since that day's window opened. ``last_reading_at`` is the
     newest stored reading of the metric measured at or before ``now``. Deadlines at or
     before ``since`` (when the schedule started) are never missed."""
-    day, deadline = latest_deadline(schedule, now)
+    day, deadline, opens, due = _judged_day(schedule, now)
     if since is not None and deadline <= _utc(since, "since"):
         return None
-    opens = window_opens(schedule, day)
     if last_reading_at is not None and _utc(last_reading_at, "last_reading_at") >= opens:
         return None
-    due = due_on(schedule, day)
     return AdherenceMiss(
         schedule.rule_id, schedule.metric, day, deadline, last_reading_at, due, schedule.tz
     )

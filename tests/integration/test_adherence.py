@@ -82,3 +82,40 @@ async def test_the_service_runs_the_check_on_its_timer(seeded: str, broker_url: 
             )
     finally:
         purge_session(settings)
+
+
+async def test_a_pass_over_many_patients_records_each_miss_once_with_its_event(
+    db_url: str,
+) -> None:
+    """Candidates of a pass are written in one statement; later passes record exactly what
+    changed, and a miss a person resolved is not raised again for the same deadline."""
+    from homeward.bench.workload import synthetic_nhs_numbers
+
+    with psycopg.connect(db_url) as conn:
+        for n, nhs in enumerate(synthetic_nhs_numbers(30)):
+            add_patient(
+                conn, nhs_number=nhs, name=f"P{n}", team="deal", conditions=["heart_failure"]
+            )
+        conn.commit()
+    at = datetime(2026, 11, 22, 11, 1, tzinfo=UTC)  # after the 10:00 weight deadline + grace
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        assert await check(conn, at) == 30
+        assert await check(conn, at + timedelta(minutes=5)) == 0
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE alerts SET state = 'resolved', resolved_at = now()"
+            " WHERE alert_id = (SELECT min(alert_id) FROM alerts)"
+        )
+        conn.commit()
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        # a person resolved that day's miss: it is not raised again for the same deadline
+        assert await check(conn, at + timedelta(minutes=10)) == 0
+        # the next day's miss is new: a new alert for the one resolved, the others move on
+        assert await check(conn, at + timedelta(days=1)) == 30
+    with psycopg.connect(db_url) as conn:
+        events = conn.execute(
+            "SELECT kind, count(*) FROM alert_events GROUP BY kind ORDER BY kind"
+        ).fetchall()
+        open_count = conn.execute("SELECT count(*) FROM alerts WHERE state = 'open'").fetchone()
+    assert events == [("raised", 31), ("updated", 29)]
+    assert open_count == (30,)

@@ -227,7 +227,9 @@ def test_ewma_matches_the_definition(
     values: list[float], lam: float, recent_days: float, per_day: int
 ) -> None:
     """Both code paths (plain Python for small windows, numpy for long ones)."""
-    rule = replace(EWMA, lam=lam, recent_days=recent_days, min_delta=0.0, min_points=5)
+    rule = replace(  # both directions: the definition is about the size of the deviation
+        EWMA, lam=lam, recent_days=recent_days, min_delta=0.0, min_points=5, direction="both"
+    )
     times, vals = series([(i * 24 / per_day, v) for i, v in enumerate(values)])
     expected = ewma_reference(rule, times, vals)
     hit = evaluate_baseline(rule, times, vals)
