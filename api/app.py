@@ -1,17 +1,34 @@
-"""The aiohttp application. Long-lived resources arrive through typed ``web.AppKey``s."""
+"""The aiohttp application. Long-lived resources arrive through typed ``web.AppKey``s.
+
+``/health`` is open; everything under ``/api/v1/`` needs a bearer token (api/access.py)
+and runs in one database transaction per request, in which the access decision is
+audited. Errors become JSON ``{"error": …}`` with the status a client can act on.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import ValidationError as PydanticValidationError
 
+from api import views
+from api.access import Kind, Principal, bearer_token, token_digest
+from homeward.errors import Conflict, HomewardError, NotFound, ValidationError
+
+log = logging.getLogger(__name__)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 StatusProvider = Callable[[], dict[str, Any]]
 STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
+API_PREFIX = "/api/v1/"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def health(request: web.Request) -> web.Response:
@@ -42,9 +59,92 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    response = views.json_response({"error": message, **extra}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="homeward"'
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Our errors → status codes; nothing else of an exception reaches the client."""
+    try:
+        return await handler(request)
+    except views.Refused as exc:
+        return _error(exc.status, str(exc))
+    except PydanticValidationError as exc:
+        problems = [
+            {"parameter": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        return _error(400, "invalid parameters", problems=problems)
+    except ValidationError as exc:
+        return _error(400, str(exc))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    except Conflict as exc:
+        return _error(409, str(exc))
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        log.warning("API request failed, database unavailable: %s", exc)
+        return _error(503, "the database is unavailable; try again shortly")
+    except HomewardError as exc:
+        return _error(400, str(exc))
+
+
+async def _principal(conn: psycopg.AsyncConnection[Any], token: str) -> Principal | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            views.Q["principal"], {"digest": token_digest(token), "now": datetime.now(UTC)}
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return Principal(
+        kind=Kind(row["kind"]),
+        subject=row["subject"],
+        name=row["name"],
+        team_id=row["team_id"],
+        roles=frozenset(row["roles"]),
+        patient_id=row["patient_id"],
+    )
+
+
+@web.middleware
+async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under /api/v1/: a valid token, one connection and one transaction per request.
+    A request without a valid token is refused with 401 and audited as anonymous."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    token = bearer_token(request.headers.get("Authorization"))
+    async with request.app[POOL].connection(timeout=5) as conn, conn.transaction():
+        who = await _principal(conn, token) if token else None
+        if who is None:
+            reason = "no bearer token" if token is None else "unknown, expired or revoked token"
+            await views.audit(
+                conn,
+                None,
+                "authenticate",
+                allowed=False,
+                status=401,
+                detail={"path": request.path, "reason": reason},
+            )
+            return _error(401, f"authentication required: {reason}")
+        request[views.PRINCIPAL] = who
+        request[views.CONN] = conn
+        try:
+            return await handler(request)
+        except views.Refused as exc:  # the refusal is audited: commit it, then answer
+            return _error(exc.status, str(exc))
+
+
 def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[errors, authenticated])
     app[POOL] = pool
     app[STATUS] = status
     app.router.add_get("/health", health)
+    app.router.add_get(f"{API_PREFIX}me", views.me)
+    app.router.add_get(f"{API_PREFIX}queue", views.queue)
+    app.router.add_get(f"{API_PREFIX}patients/{{nhs_number}}/readings", views.readings)
+    app.router.add_get(f"{API_PREFIX}patients/{{nhs_number}}/alerts", views.patient_alerts)
     return app

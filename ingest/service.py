@@ -29,6 +29,7 @@ from ingest.pipeline import Handler, IngestPipeline
 from ingest.writer import BatchStore
 
 log = logging.getLogger(__name__)
+POOL_MAX_SIZE = 10  # the HTTP API's requests and the timers share these connections
 
 
 class HomewardService:
@@ -103,7 +104,7 @@ class HomewardService:
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
         s = self.settings
-        pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=10, open=False)
+        pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=POOL_MAX_SIZE, open=False)
         await pool.open()
         scheduler = start_scheduler(
             pool,

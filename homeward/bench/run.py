@@ -23,6 +23,7 @@ from psycopg import sql
 from rich.console import Console
 
 from homeward.bench import drain
+from homeward.bench.api_load import CLIENTS, HISTORY_DAYS, measure_api
 from homeward.bench.rule_cost import measure_rule_cost
 from homeward.bench.scale_out import drain_with_workers
 from homeward.bench.stats import percentiles_ms, summarise
@@ -45,6 +46,12 @@ from ingest.service import HomewardService
 from ingest.writer import StoredReading
 
 console = Console(stderr=True)
+API_FIGURES = (  # result key prefix, round key in measure_api
+    ("api_queue", "queue"),
+    ("api_patient_7d", "raw"),
+    ("api_patient_7d_hourly", "hour"),
+    ("api_ref_sql_7d", "sql"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,7 @@ class BenchParams:
     repetitions: int = 3
     load_rate: float = 2_000.0
     load_duration_s: float = 60.0
+    api_duration_s: float = 10.0  # per endpoint and round, 20 concurrent clients
     profile: Path | None = None  # pyinstrument report of the first Homeward drain
 
     @classmethod
@@ -65,6 +73,7 @@ class BenchParams:
             naive_messages=3_000,
             load_rate=500,
             load_duration_s=10,
+            api_duration_s=2,
         )
 
 
@@ -262,6 +271,17 @@ async def _latency(
     return latencies, alerting, streamed
 
 
+def _api_figures(api: dict[str, Any]) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "api_history_readings": api["rows"],
+        "api_history_load_s": api["load_s"],
+    }
+    for name, kind in API_FIGURES:
+        for stat in ("p50", "p99"):
+            figures |= summarise(f"{name}_{stat}_ms", [r[kind][stat] for r in api["rounds"]])
+    return figures
+
+
 def run_benchmark(settings: Settings, params: BenchParams) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="homeward-bench-") as tmp:
         workdir = Path(tmp)
@@ -299,6 +319,11 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
         conn.commit()
     latencies, alerting, streamed = asyncio.run(_latency(base, dsn, params))
     storage = _storage(dsn)
+    console.print(
+        f"API: {HISTORY_DAYS} days of readings for {params.patients} patients, "
+        f"then {CLIENTS} concurrent clients …"
+    )
+    api = measure_api(dsn, duration_s=params.api_duration_s, repetitions=params.repetitions)
     commit = percentiles_ms(latencies)
     result: dict[str, Any] = {}
     result |= summarise("drain_readings_per_s", [r["homeward"] for r in rounds])
@@ -321,8 +346,7 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
     result |= summarise("latency_alert_p99_ms", [percentiles_ms(streamed)["p99"]])
     result |= summarise("latency_alert_table_p99_ms", [percentiles_ms(alerting)["p99"]])
     result["alert_notifications"] = len(streamed)
-    for key in ("api_queue_p99_ms", "api_patient_7d_p99_ms"):
-        result |= summarise(key, [None])  # measured once the HTTP API exists
+    result |= _api_figures(api)
     result |= summarise("bytes_per_reading", [storage["bytes_per_reading"]])
     result |= summarise("bytes_per_reading_compressed", [storage["bytes_per_reading_compressed"]])
     result |= summarise(

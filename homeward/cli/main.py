@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from homeward.cli.access_cmd import audit, token
 from homeward.cli.alerts_cmd import alerts
 from homeward.cli.bench_cmd import bench
 from homeward.cli.common import database, settings_from
@@ -290,6 +291,8 @@ cli.add_command(news2)
 cli.add_command(rules)
 cli.add_command(alerts)
 cli.add_command(teams)
+cli.add_command(token)
+cli.add_command(audit)
 
 
 if __name__ == "__main__":

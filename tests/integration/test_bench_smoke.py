@@ -15,6 +15,7 @@ def test_benchmark_smoke(pg_url: str) -> None:
         repetitions=1,
         load_rate=100,
         load_duration_s=2,
+        api_duration_s=0.5,
     )
     result = run_benchmark(Settings(_env_file=None, database_url=pg_url), params)
     assert result["lost"] == 0
@@ -28,5 +29,8 @@ def test_benchmark_smoke(pg_url: str) -> None:
     assert result["alert_notifications"] > 0  # the team's stream was heard
     assert result["latency_alert_p99_ms"] is not None
     assert result["rule_us_per_reading"] > 0
+    assert result["api_history_readings"] > 0
+    assert result["api_patient_7d_p99_ms"] is not None
+    assert result["api_queue_p99_ms"] is not None
     assert [s["workers"] for s in result["scale_out"]] == [1, 2]
     assert all(s["duplicate_open_alerts"] == 0 for s in result["scale_out"])

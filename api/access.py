@@ -1,0 +1,125 @@
+"""Who may read what through the HTTP API: pure decisions, no I/O.
+
+A bearer token speaks for one staff member or one patient (api/tokens.py). The rules
+(docs/api.md):
+
+* a **patient** reads their own readings, alerts and identity, nothing else, and never
+  the team's queue;
+* a **staff member** with a clinical role reads the queue of their own team, and the
+  data of a patient whose team is theirs, or who has an unresolved alert assigned to
+  their team (out of hours the locality's rapid-response team takes a team's alerts);
+* a role without clinical access (``social_worker``) reads no clinical data through the
+  API until information governance agrees what it should see.
+
+Every decision, granted or refused, is written to ``audit_log`` by the caller.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from hashlib import sha256
+
+CLINICAL_ROLES = frozenset(
+    {
+        "monitoring_nurse",
+        "community_matron",
+        "district_nurse",
+        "gp",
+        "rapid_response",
+        "team_lead",
+        "care_coordinator",
+    }
+)
+TOKEN_PREFIX = "hw_"  # makes a leaked token easy to recognise (secret scanners)
+
+
+class Kind(StrEnum):
+    STAFF = "staff"
+    PATIENT = "patient"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The person a valid token speaks for."""
+
+    kind: Kind
+    subject: str  # staff id, or the patient's NHS number
+    name: str
+    team_id: str | None  # the staff member's team, or the patient's
+    roles: frozenset[str] = frozenset()
+    patient_id: int | None = None  # patients only
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind.value}:{self.subject}"
+
+    @property
+    def role(self) -> str:
+        return "patient" if self.kind is Kind.PATIENT else ",".join(sorted(self.roles))
+
+    @property
+    def clinical(self) -> bool:
+        return self.kind is Kind.STAFF and bool(self.roles & CLINICAL_ROLES)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRef:
+    """What the access decision needs to know of a patient."""
+
+    patient_id: int
+    team_id: str | None
+    alert_teams: frozenset[str] = frozenset()  # teams holding an unresolved alert of theirs
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+
+def may_read_patient(who: Principal, patient: PatientRef) -> Decision:
+    if who.kind is Kind.PATIENT:
+        if who.patient_id == patient.patient_id:
+            return Decision(True, "own record")
+        return Decision(False, "a patient sees only their own record")
+    if not who.clinical:
+        return Decision(False, f"role {who.role} has no clinical access")
+    if who.team_id is not None and who.team_id == patient.team_id:
+        return Decision(True, "patient of the team")
+    if who.team_id is not None and who.team_id in patient.alert_teams:
+        return Decision(True, "an alert of the patient is assigned to the team")
+    return Decision(False, "not a patient of the team")
+
+
+def may_read_queue(who: Principal, team_id: str) -> Decision:
+    if who.kind is Kind.PATIENT:
+        return Decision(False, "patients do not see the team's queue")
+    if not who.clinical:
+        return Decision(False, f"role {who.role} has no clinical access")
+    if who.team_id != team_id:
+        return Decision(False, "another team's queue")
+    return Decision(True, "own team")
+
+
+def new_token() -> str:
+    """A fresh bearer token: 256 random bits, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> bytes:
+    """What is stored and looked up: SHA-256 of the token (a random 256-bit secret needs
+    no slow hash; a database copy still grants nothing)."""
+    return sha256(token.encode("utf-8")).digest()
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, or ``None``."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        return None
+    return token

@@ -1,0 +1,253 @@
+"""The API's handlers: the nurse's team queue, a patient's readings and alerts, and who
+the caller is. Each runs in one transaction on the request's connection (api/app.py):
+the access decision, its audit row and the read commit together."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from aiohttp import web
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from api.access import Decision, Kind, PatientRef, Principal, may_read_patient, may_read_queue
+from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery, Resolution
+from homeward.db.queries import load_queries
+from homeward.errors import HomewardError
+from homeward.metrics import CATALOGUE
+from homeward.nhs import normalise_nhs_number
+
+Q = load_queries(Path(__file__).with_name("queries.sql"))
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)  # set by auth
+CONN: web.RequestKey[psycopg.AsyncConnection[Any]] = web.RequestKey("conn")
+
+_INSTANT = timedelta(microseconds=1)  # PostgreSQL's time resolution
+_READINGS_QUERY = {
+    Resolution.RAW: Q["readings_raw"],
+    Resolution.HOUR: Q["readings_hourly"],
+    Resolution.DAY: Q["readings_daily"],
+}
+
+
+class Refused(HomewardError):
+    """Access refused (audited); ``status`` is what the caller is told."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def audit(
+    conn: psycopg.AsyncConnection[Any],
+    who: Principal | None,
+    action: str,
+    *,
+    allowed: bool,
+    status: int,
+    patient_id: int | None = None,
+    team_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        Q["audit"],
+        {
+            "actor": who.actor if who else "anonymous",
+            "role": who.role if who else "none",
+            "action": action,
+            "patient_id": patient_id,
+            "team_id": team_id,
+            "allowed": allowed,
+            "status": status,
+            "detail": Jsonb(detail or {}),
+        },
+    )
+
+
+async def _patient_in_care(
+    request: web.Request, action: str, detail: dict[str, Any]
+) -> tuple[Principal, psycopg.AsyncConnection[Any], dict[str, Any]]:
+    """The patient named in the path, if the caller may see them; audited either way.
+    Unknown and forbidden patients get the same 404, so NHS numbers cannot be probed."""
+    who, conn = request[PRINCIPAL], request[CONN]
+    number = normalise_nhs_number(request.match_info["nhs_number"])
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["patient_ref"], {"nhs_number": number})
+        row = await cur.fetchone()
+    if row is None:
+        decision = Decision(False, "no such patient")
+    else:
+        ref = PatientRef(row["patient_id"], row["team_id"], frozenset(row["alert_teams"]))
+        decision = may_read_patient(who, ref)
+    status = 200 if decision.allowed else 404
+    await audit(
+        conn,
+        who,
+        action,
+        allowed=decision.allowed,
+        status=status,
+        patient_id=row["patient_id"] if row else None,
+        team_id=row["team_id"] if row else None,
+        detail={**detail, "reason": decision.reason, "nhs_number": number},
+    )
+    if not decision.allowed or row is None:
+        raise Refused("no such patient among those you may see", 404)
+    return who, conn, row
+
+
+def _patient_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {"nhs_number": row["nhs_number"], "name": row["display_name"], "team": row["team_id"]}
+
+
+async def readings(request: web.Request) -> web.Response:
+    """A patient's readings, raw or as hourly or daily rollups, in canonical units."""
+    params = ReadingsQuery.from_query(request.query)
+    now = datetime.now(UTC)
+    since, until = params.window(now)
+    detail = {"from": since.isoformat(), "to": until.isoformat(), "resolution": params.resolution}
+    _, conn, patient = await _patient_in_care(request, "read_readings", detail)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _READINGS_QUERY[params.resolution],
+            {
+                "patient_id": patient["patient_id"],
+                "since": since,
+                "until": until,
+                "metrics": params.metric,
+                "limit": params.limit + 1,
+            },
+        )
+        rows = await cur.fetchall()
+    rows, next_from = _page(rows, params.limit)
+    if next_from is not None and not rows:  # a page's worth of readings at one instant
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                _READINGS_QUERY[params.resolution],
+                {
+                    "patient_id": patient["patient_id"],
+                    "since": next_from,
+                    "until": next_from + _INSTANT,
+                    "metrics": params.metric,
+                    "limit": None,
+                },
+            )
+            rows = await cur.fetchall()
+        next_from += _INSTANT
+    for r in rows:
+        spec = CATALOGUE.get(r["metric"])
+        r["unit"] = spec.unit if spec else None
+        if "received_at" in r:
+            r["age_s"] = round((now - r["time"]).total_seconds())
+    return json_response(
+        {
+            "patient": _patient_view(patient),
+            "from": since,
+            "to": until,
+            "resolution": params.resolution,
+            "readings": rows,
+            "truncated": next_from is not None,
+            "next_from": next_from,
+        }
+    )
+
+
+def _page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], datetime | None]:
+    """The rows of a page (``limit + 1`` were fetched) and where the next page starts.
+    Readings of one message share their time, so a page ends before an instant it cannot
+    hold whole: asked for ``from=next_from``, the next page neither repeats nor skips a
+    row. No rows and a ``next_from`` mean the page is that one instant, fetched whole."""
+    if len(rows) <= limit:
+        return rows, None
+    boundary = rows[limit]["time"]  # the first row this page does not return
+    return [r for r in rows[:limit] if r["time"] < boundary], boundary
+
+
+async def patient_alerts(request: web.Request) -> web.Response:
+    params = PatientAlertsQuery.from_query(request.query)
+    _, conn, patient = await _patient_in_care(request, "read_alerts", {"state": params.state})
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            Q["patient_alerts"],
+            {"patient_id": patient["patient_id"], "state": params.state, "limit": params.limit},
+        )
+        rows = await cur.fetchall()
+    return json_response({"patient": _patient_view(patient), "alerts": rows})
+
+
+async def queue(request: web.Request) -> web.Response:
+    """The team's unresolved alerts, red first then oldest first, each with its age."""
+    who, conn = request[PRINCIPAL], request[CONN]
+    params = QueueQuery.from_query(request.query)
+    team = params.team or who.team_id
+    decision = (
+        may_read_queue(who, team) if team else Decision(False, "no team to show the queue of")
+    )
+    if not decision.allowed or team is None:
+        await audit(
+            conn,
+            who,
+            "read_queue",
+            allowed=False,
+            status=403,
+            team_id=team,
+            detail={"reason": decision.reason},
+        )
+        raise Refused(f"not allowed: {decision.reason}", 403)
+    async with conn.cursor() as cur:
+        await cur.execute(
+            Q["team_queue"],
+            {
+                "team_id": team,
+                "state": params.state,
+                "limit": params.limit,
+                "now": datetime.now(UTC),
+            },
+        )
+        row = await cur.fetchone()
+    assert row is not None  # an aggregate: always one row
+    alerts_json, patients = row
+    await audit(
+        conn,
+        who,
+        "read_queue",
+        allowed=True,
+        status=200,
+        team_id=team,
+        detail={"patients": sorted(patients)},
+    )
+    body = b'{"team":%s,"alerts":%s}' % (orjson.dumps(team), alerts_json.encode())
+    return web.Response(body=body, content_type="application/json")
+
+
+async def me(request: web.Request) -> web.Response:
+    who = request[PRINCIPAL]
+    body: dict[str, Any] = {
+        "kind": who.kind,
+        "id": who.subject,
+        "name": who.name,
+        "team": who.team_id,
+        "roles": sorted(who.roles) if who.kind is Kind.STAFF else ["patient"],
+        "clinical_access": who.clinical,
+    }
+    if who.kind is Kind.PATIENT:
+        await audit(
+            request[CONN],
+            who,
+            "read_identity",
+            allowed=True,
+            status=200,
+            patient_id=who.patient_id,
+            team_id=who.team_id,
+        )
+    return json_response(body)

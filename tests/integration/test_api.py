@@ -1,0 +1,350 @@
+"""The HTTP API over real HTTP against a real PostgreSQL: tokens, who sees what, the team
+queue, readings raw and rolled up, bad parameters, and the audit of every access."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from aiohttp.test_utils import TestServer
+from psycopg_pool import AsyncConnectionPool
+
+from alerts import escalation_store
+from alerts.teams import load_org_file
+from api.app import create_app
+from api.tokens import issue_token, revoke_token
+from devices.registry import add_device, add_patient
+
+EXAMPLE = (Path(__file__).parents[2] / "deploy" / "teams.example.yaml").read_text()
+DEAL_NHS, DOVER_NHS, UNKNOWN_NHS = "9434765919", "9434765870", "4010232137"
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOUR = NOW.replace(minute=0, second=0) - timedelta(hours=3)  # a whole hour, 3 h ago
+
+
+def _reading(
+    conn: psycopg.Connection[Any], pid: int, at: datetime, metric: str, value: float
+) -> None:
+    conn.execute(
+        "INSERT INTO readings (time, patient_id, device_id, metric, value, received_at, msg_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (at, pid, f"dev-{pid}", metric, value, at, f"m-{at.timestamp()}"),
+    )
+
+
+def _alert(conn: psycopg.Connection[Any], pid: int, team: str, priority: str, rule: str) -> None:
+    conn.execute(
+        "INSERT INTO alerts (patient_id, rule_id, kind, metric, priority, team_id,"
+        " first_measured_at, latest_measured_at, message)"
+        " VALUES (%s, %s, 'threshold', 'systolic_bp', %s, %s, %s, %s, %s)",
+        (pid, rule, priority, team, NOW, NOW, f"{priority} {rule}"),
+    )
+
+
+@pytest.fixture
+def seeded(db_url: str) -> dict[str, Any]:
+    """The example organisation, a Deal and a Dover patient with readings and alerts,
+    and a token for each person the tests act as."""
+    with psycopg.connect(db_url) as conn:
+        escalation_store.load_organisation(conn, load_org_file(EXAMPLE), EXAMPLE)
+        deal = add_patient(conn, nhs_number=DEAL_NHS, name="Dee Deal", team="deal")
+        dover = add_patient(conn, nhs_number=DOVER_NHS, name="Dov Dover", team="dover")
+        for p in (deal, dover):
+            add_device(conn, f"dev-{p.patient_id}", patient_nhs_number=p.nhs_number)
+        # an hour of blood pressures (systolic 120, 130, 140: mean 130) and one weight
+        for minutes, systolic in ((5, 120), (25, 130), (45, 140)):
+            at = HOUR + timedelta(minutes=minutes)
+            _reading(conn, deal.patient_id, at, "systolic_bp", systolic)
+            _reading(conn, deal.patient_id, at, "diastolic_bp", systolic - 40)
+        _reading(conn, deal.patient_id, NOW - timedelta(days=2), "body_weight", 81.5)
+        _reading(conn, deal.patient_id, NOW - timedelta(days=9), "body_weight", 80.0)
+        _reading(conn, dover.patient_id, HOUR, "systolic_bp", 150)
+        _alert(conn, deal.patient_id, "deal", "amber", "threshold:systolic_bp:high")
+        _alert(conn, deal.patient_id, "deal", "red", "threshold:systolic_bp:severe")
+        _alert(conn, dover.patient_id, "skc-rapid-response", "red", "threshold:systolic_bp:severe")
+        conn.commit()
+        tokens = {
+            who: issue_token(conn, now=NOW, staff_id=who)[1]
+            for who in ("deal.mn1", "deal.sw1", "dover.mn1", "skc-rapid-response.rr1")
+        }
+        tokens["patient"] = issue_token(conn, now=NOW, nhs_number=DEAL_NHS)[1]
+        tokens["expired"] = issue_token(
+            conn, now=NOW - timedelta(days=2), staff_id="deal.mn1", days=1
+        )[1]
+        revoked_id, tokens["revoked"] = issue_token(conn, now=NOW, staff_id="deal.mn1")
+        revoke_token(conn, revoked_id, now=NOW)
+    return {"tokens": tokens, "deal": deal.patient_id, "dover": dover.patient_id}
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, base: str, tokens: dict[str, str]) -> None:
+        self.session, self.base, self.tokens = session, base, tokens
+
+    async def get(
+        self, path: str, who: str | None = None, **params: Any
+    ) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        query = [(k, v) for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs])]
+        async with self.session.get(f"{self.base}{path}", headers=headers, params=query) as r:
+            return r.status, await r.json(), r
+
+
+@pytest.fixture
+async def api(db_url: str, seeded: dict[str, Any]) -> AsyncIterator[Api]:
+    pool = AsyncConnectionPool(db_url, min_size=1, max_size=4, open=False)
+    await pool.open()
+    server = TestServer(create_app(pool, lambda: {}), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(session, str(server.make_url("/api/v1/")), seeded["tokens"])
+    finally:
+        await server.close()
+        await pool.close()
+
+
+def audit_rows(db_url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "SELECT actor, action, patient_id, allowed, status, detail FROM audit_log"
+            " ORDER BY audit_id"
+        ).fetchall()
+
+
+async def test_no_forged_expired_or_revoked_token_gets_in(api: Api, db_url: str) -> None:
+    api.tokens["forged"] = "hw_" + "A" * 43
+    for who in (None, "forged", "expired", "revoked"):
+        status, body, response = await api.get(f"patients/{DEAL_NHS}/readings", who)
+        assert status == 401, who
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "authentication required" in body["error"]
+    rows = audit_rows(db_url)
+    assert len(rows) == 4
+    assert all(r[0] == "anonymous" and r[3] is False and r[4] == 401 for r in rows)
+
+
+async def test_a_nurse_reads_her_team_patients_readings_in_canonical_units(
+    api: Api, db_url: str, seeded: dict[str, Any]
+) -> None:
+    status, body, _ = await api.get(f"patients/{DEAL_NHS}/readings", "deal.mn1")
+    assert status == 200
+    assert body["patient"] == {"nhs_number": DEAL_NHS, "name": "Dee Deal", "team": "deal"}
+    got = [(r["metric"], r["value"], r["unit"]) for r in body["readings"]]
+    # the last 7 days by default, oldest first: the 9-day-old weight is outside
+    assert got == [
+        ("body_weight", 81.5, "kg"),
+        ("diastolic_bp", 80.0, "mm[Hg]"),
+        ("systolic_bp", 120.0, "mm[Hg]"),
+        ("diastolic_bp", 90.0, "mm[Hg]"),
+        ("systolic_bp", 130.0, "mm[Hg]"),
+        ("diastolic_bp", 100.0, "mm[Hg]"),
+        ("systolic_bp", 140.0, "mm[Hg]"),
+    ]
+    assert body["readings"][0]["age_s"] >= 2 * 86_400 - 5  # every reading shows its age
+    assert body["truncated"] is False
+    (actor, action, patient_id, allowed, status_code, detail) = audit_rows(db_url)[-1]
+    assert (actor, action, patient_id, allowed, status_code) == (
+        "staff:deal.mn1",
+        "read_readings",
+        seeded["deal"],
+        True,
+        200,
+    )
+    assert detail["reason"] == "patient of the team"
+
+
+async def test_hourly_and_daily_rollups_match_the_readings(api: Api) -> None:
+    status, body, _ = await api.get(
+        f"patients/{DEAL_NHS}/readings", "deal.mn1", resolution="hour", metric="systolic_bp"
+    )
+    assert status == 200
+    assert [(r["n"], r["mean"], r["min"], r["max"], r["unit"]) for r in body["readings"]] == [
+        (3, 130.0, 120.0, 140.0, "mm[Hg]")
+    ]
+    assert datetime.fromisoformat(body["readings"][0]["time"]) == HOUR
+    status, body, _ = await api.get(
+        f"patients/{DEAL_NHS}/readings",
+        "deal.mn1",
+        resolution="day",
+        metric="body_weight",
+        **{"from": (NOW - timedelta(days=30)).isoformat()},
+    )
+    assert status == 200
+    assert [(r["n"], r["mean"]) for r in body["readings"]] == [(1, 80.0), (1, 81.5)]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4])
+async def test_pages_are_cut_between_instants_and_reassemble_exactly(api: Api, limit: int) -> None:
+    """A blood pressure is two readings at one instant: whatever the page size, paging
+    from ``next_from`` returns every reading once (limit 1: each page one instant)."""
+    seen: list[tuple[str, str]] = []
+    since = (NOW - timedelta(days=7)).isoformat()
+    for _ in range(20):
+        status, body, _ = await api.get(
+            f"patients/{DEAL_NHS}/readings", "deal.mn1", limit=limit, **{"from": since}
+        )
+        assert status == 200
+        seen += [(r["time"], r["metric"]) for r in body["readings"]]
+        if not body["truncated"]:
+            break
+        since = body["next_from"]
+    _, whole, _ = await api.get(f"patients/{DEAL_NHS}/readings", "deal.mn1")
+    assert seen == [(r["time"], r["metric"]) for r in whole["readings"]]
+
+
+async def test_another_teams_patient_and_an_unknown_one_look_the_same(
+    api: Api, db_url: str, seeded: dict[str, Any]
+) -> None:
+    for nhs in (DOVER_NHS, UNKNOWN_NHS):
+        status, body, _ = await api.get(f"patients/{nhs}/readings", "deal.mn1")
+        assert status == 404
+        assert body["error"] == "no such patient among those you may see"
+    rows = audit_rows(db_url)[-2:]
+    assert [(r[2], r[3], r[4], r[5]["reason"]) for r in rows] == [
+        (seeded["dover"], False, 404, "not a patient of the team"),
+        (None, False, 404, "no such patient"),
+    ]
+
+
+async def test_out_of_hours_team_sees_the_patient_whose_alert_it_holds(api: Api) -> None:
+    status, body, _ = await api.get(f"patients/{DOVER_NHS}/readings", "skc-rapid-response.rr1")
+    assert status == 200
+    assert [r["value"] for r in body["readings"]] == [150.0]
+    status, _, _ = await api.get(f"patients/{DEAL_NHS}/readings", "skc-rapid-response.rr1")
+    assert status == 404  # no alert of the Deal patient is with rapid response
+
+
+async def test_a_patient_sees_only_their_own_record_and_no_queue(api: Api, db_url: str) -> None:
+    status, body, _ = await api.get("me", "patient")
+    assert (status, body["kind"], body["id"], body["roles"]) == (
+        200,
+        "patient",
+        DEAL_NHS,
+        ["patient"],
+    )
+    status, body, _ = await api.get(f"patients/{DEAL_NHS}/readings", "patient")
+    assert status == 200
+    assert len(body["readings"]) == 7
+    status, body, _ = await api.get(f"patients/{DEAL_NHS}/alerts", "patient")
+    assert status == 200
+    assert {a["priority"] for a in body["alerts"]} == {"red", "amber"}
+    status, _, _ = await api.get(f"patients/{DOVER_NHS}/readings", "patient")
+    assert status == 404
+    status, body, _ = await api.get("queue", "patient")
+    assert status == 403
+    assert "patients do not see the team's queue" in body["error"]
+    actions = [(r[0], r[1], r[3]) for r in audit_rows(db_url)]
+    assert actions == [
+        (f"patient:{DEAL_NHS}", "read_identity", True),
+        (f"patient:{DEAL_NHS}", "read_readings", True),
+        (f"patient:{DEAL_NHS}", "read_alerts", True),
+        (f"patient:{DEAL_NHS}", "read_readings", False),
+        (f"patient:{DEAL_NHS}", "read_queue", False),
+    ]
+
+
+async def test_a_role_without_clinical_access_reads_nothing_clinical(api: Api) -> None:
+    status, body, _ = await api.get("me", "deal.sw1")
+    assert (status, body["clinical_access"]) == (200, False)
+    assert (await api.get(f"patients/{DEAL_NHS}/readings", "deal.sw1"))[0] == 404
+    assert (await api.get("queue", "deal.sw1"))[0] == 403
+
+
+async def test_the_queue_is_the_teams_own_red_first(
+    api: Api, db_url: str, seeded: dict[str, Any]
+) -> None:
+    status, body, _ = await api.get("queue", "deal.mn1")
+    assert status == 200
+    assert body["team"] == "deal"
+    assert [(a["priority"], a["nhs_number"]) for a in body["alerts"]] == [
+        ("red", DEAL_NHS),
+        ("amber", DEAL_NHS),
+    ]
+    assert all(a["age_s"] >= 0 for a in body["alerts"])
+    status, body, _ = await api.get("queue", "deal.mn1", team="dover")
+    assert status == 403
+    assert "another team's queue" in body["error"]
+    status, body, _ = await api.get("queue", "skc-rapid-response.rr1")
+    assert [a["nhs_number"] for a in body["alerts"]] == [DOVER_NHS]
+    allowed = [r for r in audit_rows(db_url) if r[1] == "read_queue" and r[3]]
+    assert allowed[0][5]["patients"] == [seeded["deal"]]  # whose data the queue showed
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "100000"}, "limit"),
+        ({"limit": ["1", "9"]}, "limit"),
+        ({"from": "2026-11-01T00:00:00"}, "from"),  # no offset
+        ({"from": "yesterday"}, "from"),
+        ({"metric": "cholesterol"}, "unknown metric"),
+        ({"resolution": "minute"}, "resolution"),
+        ({"colour": "blue"}, "colour"),
+        (
+            {"from": "2026-06-01T00:00:00+00:00", "to": "2026-11-01T00:00:00+00:00"},
+            "at most 31 days",
+        ),
+        ({"from": "2026-11-02T00:00:00+00:00", "to": "2026-11-01T00:00:00+00:00"}, "before"),
+    ],
+)
+async def test_bad_parameters_are_a_clear_400(
+    api: Api, params: dict[str, Any], problem: str
+) -> None:
+    status, body, _ = await api.get(f"patients/{DEAL_NHS}/readings", "deal.mn1", **params)
+    assert status == 400
+    assert problem in str(body)
+
+
+async def test_an_invalid_nhs_number_is_a_400(api: Api) -> None:
+    status, body, _ = await api.get("patients/1234567890/readings", "deal.mn1")
+    assert status == 400
+    assert "NHS number" in body["error"]
+
+
+def test_the_audit_log_is_append_only(db_url: str, seeded: dict[str, Any]) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO audit_log (actor, role, action, allowed, status)"
+            " VALUES ('staff:x', 'gp', 'read_queue', true, 200)"
+        )
+        conn.commit()
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("DELETE FROM audit_log")
+
+
+async def test_tokens_from_the_command_line_and_the_audit_log(
+    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from homeward.cli.main import cli
+
+    monkeypatch.setenv("HOMEWARD_DATABASE_URL", db_url)
+    runner = CliRunner()
+    issued = runner.invoke(cli, ["token", "issue", "--staff", "deal.gp1", "--days", "1", "--json"])
+    assert issued.exit_code == 0, issued.output
+    token = orjson.loads(issued.stdout)
+    api.tokens["gp"] = token["token"]
+    assert token["token"].startswith("hw_")
+    assert (await api.get("queue", "gp"))[0] == 200
+    listed = orjson.loads(runner.invoke(cli, ["token", "list", "--json"]).stdout)
+    assert token["token"] not in str(listed)  # only its hash is stored
+    assert any(t["subject"] == "staff:deal.gp1" for t in listed)
+    revoked = runner.invoke(cli, ["token", "revoke", str(token["token_id"])])
+    assert revoked.exit_code == 0, revoked.output
+    assert (await api.get("queue", "gp"))[0] == 401
+    unknown = runner.invoke(cli, ["token", "issue", "--staff", "nobody"])
+    assert unknown.exit_code == 2
+    assert "no staff member 'nobody'" in unknown.stderr
+    both = runner.invoke(cli, ["token", "issue", "--staff", "deal.gp1", "--patient", DEAL_NHS])
+    assert both.exit_code == 2
+    audited = orjson.loads(
+        runner.invoke(cli, ["audit", "list", "--actor", "staff:deal.gp1", "--json"]).stdout
+    )
+    assert [(a["action"], a["allowed"]) for a in audited] == [("read_queue", True)]
