@@ -18,6 +18,7 @@ from aiosmtpd.handlers import Mailbox
 
 from alerts.escalation_store import load_organisation
 from alerts.teams import load_org_file
+from api.tokens import issue_token
 from devices.fleet_publisher import FleetPublisher
 from devices.registry import add_device, add_patient
 from devices.simulator import SimPatient, Simulator, generate_fleet
@@ -60,6 +61,29 @@ def register(dsn: str, fleet: list[SimPatient]) -> None:
                     conn, device.device_id, patient_nhs_number=p.nhs_number, kind=device.kind
                 )
         conn.commit()
+
+
+def demo_api_access(dsn: str, patient: SimPatient, base: str) -> str:
+    """Tokens for one monitoring nurse and one patient of the demo, valid for a day, and
+    the commands that use them (tokens: docs/api.md)."""
+    now = datetime.now(UTC)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT staff_id FROM staff WHERE team_id = %s AND 'monitoring_nurse' = ANY(roles)"
+            " ORDER BY staff_id LIMIT 1",
+            (patient.team,),
+        ).fetchone()
+        if row is None:
+            return ""
+        _, nurse = issue_token(conn, now=now, staff_id=row[0], days=1, label="demo")
+        _, own = issue_token(conn, now=now, nhs_number=patient.nhs_number, days=1, label="demo")
+    return (
+        f"  API, as nurse {row[0]}:\n"
+        f"    curl -H 'Authorization: Bearer {nurse}' {base}/api/v1/queue\n"
+        f"  API, as patient {patient.nhs_number} (their last 7 days):\n"
+        f"    curl -H 'Authorization: Bearer {own}' "
+        f"{base}/api/v1/patients/{patient.nhs_number}/readings\n"
+    )
 
 
 def counts(dsn: str) -> tuple[int, int, int]:
@@ -121,6 +145,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
     ready = asyncio.Event()
     service_task = asyncio.create_task(service.run(stop, ready=ready), name="service")
     await ready.wait()
+    api = demo_api_access(dsn, fleet[0], f"http://{settings.http_host}:{service.http_port}")
     click.echo(
         f"\nHomeward demo is running ({options.patients} patients, a simulated day every "
         f"{options.day_s:.0f} s, {'' if first_run else 'resumed, '}Ctrl-C to stop).\n"
@@ -130,6 +155,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
         f"  quarantine:  .venv/bin/homeward quarantine list\n"
         f"  patients:    .venv/bin/homeward patient list\n"
         f"  alerts:      .venv/bin/homeward alerts list   (then: alerts ack ID --by deal.mn1)\n"
+        f"{api}"
     )
     sim_stop = threading.Event()
     sim_task = asyncio.create_task(
