@@ -9,7 +9,9 @@ A bearer token speaks for one staff member or one patient (api/tokens.py). The r
   data of a patient whose team is theirs, or who has an unresolved alert assigned to
   their team (out of hours the locality's rapid-response team takes a team's alerts);
 * a role without clinical access (``social_worker``) reads no clinical data through the
-  API until information governance agrees what it should see.
+  API until information governance agrees what it should see;
+* acting on an alert (acknowledge, resolve, snooze, note) takes clinical staff of the
+  team the alert is assigned to or of the patient's team; a patient never acts on one.
 
 Every decision, granted or refused, is written to ``audit_log`` by the caller.
 """
@@ -101,6 +103,20 @@ def may_read_queue(who: Principal, team_id: str) -> Decision:
     if who.team_id != team_id:
         return Decision(False, "another team's queue")
     return Decision(True, "own team")
+
+
+def may_act_on_alert(who: Principal, alert_team: str | None, patient: PatientRef) -> Decision:
+    """Acknowledge, resolve, snooze or annotate: clinical staff of the team the alert is
+    assigned to, or of the patient's own team (the day team picking up in the morning)."""
+    if who.kind is Kind.PATIENT:
+        return Decision(False, "patients do not act on alerts")
+    if not who.clinical:
+        return Decision(False, f"role {who.role} has no clinical access")
+    if who.team_id is not None and who.team_id == alert_team:
+        return Decision(True, "alert assigned to the team")
+    if who.team_id is not None and who.team_id == patient.team_id:
+        return Decision(True, "patient of the team")
+    return Decision(False, "neither the alert nor the patient is the team's")
 
 
 def new_token() -> str:

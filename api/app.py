@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError as PydanticValidationError
 
-from api import views
+from api import actions, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from homeward.errors import Conflict, HomewardError, NotFound, ValidationError
 
@@ -147,4 +147,8 @@ def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Applica
     app.router.add_get(f"{API_PREFIX}queue", views.queue)
     app.router.add_get(f"{API_PREFIX}patients/{{nhs_number}}/readings", views.readings)
     app.router.add_get(f"{API_PREFIX}patients/{{nhs_number}}/alerts", views.patient_alerts)
+    for name in actions.ACTIONS:
+        app.router.add_post(
+            f"{API_PREFIX}alerts/{{alert_id:\\d{{1,18}}}}/{name}", actions.handler(name)
+        )
     return app

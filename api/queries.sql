@@ -20,6 +20,11 @@ SELECT p.patient_id, p.nhs_number, p.display_name, p.team_id,
                AND a.team_id IS NOT NULL) AS alert_teams
 FROM patients p WHERE p.nhs_number = %(nhs_number)s
 
+-- name: alert_ref
+SELECT a.alert_id, a.team_id AS alert_team, p.patient_id, p.team_id, p.nhs_number
+FROM alerts a JOIN patients p USING (patient_id)
+WHERE a.alert_id = %(alert_id)s
+
 -- name: audit
 INSERT INTO audit_log (actor, role, action, patient_id, team_id, allowed, status, detail)
 VALUES (%(actor)s, %(role)s, %(action)s, %(patient_id)s, %(team_id)s, %(allowed)s,

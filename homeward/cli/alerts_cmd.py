@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import click
 
-from alerts.lifecycle import Acknowledge, AddNote, Command, Outcome, Reassign, Resolve, Snooze
+from alerts.lifecycle import (
+    Acknowledge,
+    AddNote,
+    Command,
+    Decision,
+    Outcome,
+    Reassign,
+    Resolve,
+    Snooze,
+)
 from alerts.lifecycle_store import apply_command
 from alerts.queue import alert_history, list_alerts
 from homeward.cli.common import database
 from homeward.cli.output import emit, emit_one
-from homeward.db.connect import connect
+from homeward.db.connect import connect, connect_async
 
 
 @click.group()
@@ -45,8 +55,12 @@ def alerts_history(ctx: click.Context, alert_id: int, as_json: bool) -> None:
 
 
 def _apply(ctx: click.Context, alert_id: int, command: Command, as_json: bool) -> None:
-    with database(ctx) as dsn, connect(dsn) as conn:
-        decision = apply_command(conn, alert_id, command, datetime.now(UTC))
+    async def apply(dsn: str) -> Decision:
+        async with connect_async(dsn) as conn:
+            return await apply_command(conn, alert_id, command, datetime.now(UTC))
+
+    with database(ctx) as dsn:
+        decision = asyncio.run(apply(dsn))
     row = {
         "alert_id": alert_id,
         "event": decision.event,

@@ -3,12 +3,14 @@ queue, readings raw and rolled up, bad parameters, and the audit of every access
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
@@ -348,3 +350,121 @@ async def test_tokens_from_the_command_line_and_the_audit_log(
         runner.invoke(cli, ["audit", "list", "--actor", "staff:deal.gp1", "--json"]).stdout
     )
     assert [(a["action"], a["allowed"]) for a in audited] == [("read_queue", True)]
+
+
+def alert_id(db_url: str, patient_id: int, priority: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT alert_id FROM alerts WHERE patient_id = %s AND priority = %s",
+            (patient_id, priority),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def post(
+    api: Api, path: str, who: str, body: Any = None, *, raw: bytes | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {api.tokens[who]}"}
+    data = raw if raw is not None else (None if body is None else orjson.dumps(body))
+    async with api.session.post(f"{api.base}{path}", headers=headers, data=data) as r:
+        return r.status, await r.json()
+
+
+async def test_a_nurse_acknowledges_then_resolves_and_a_second_ack_is_refused(
+    api: Api, db_url: str, seeded: dict[str, Any]
+) -> None:
+    red = alert_id(db_url, seeded["deal"], "red")
+    first, second = await asyncio.gather(  # concurrent: the row lock lets one through
+        post(api, f"alerts/{red}/acknowledge", "deal.mn1"),
+        post(api, f"alerts/{red}/acknowledge", "deal.mn1"),
+    )
+    assert sorted([first[0], second[0]]) == [200, 409]
+    done = first[1] if first[0] == 200 else second[1]
+    assert (done["event"], done["by"], done["state"]) == (
+        "acknowledged",
+        "deal.mn1",
+        "acknowledged",
+    )
+    status, body = await post(
+        api, f"alerts/{red}/notes", "deal.mn1", {"text": "Rang: BP cuff re-seated"}
+    )
+    assert status == 200
+    status, body = await post(
+        api,
+        f"alerts/{red}/resolve",
+        "deal.mn1",
+        {"outcome": "advice_given", "note": "repeat at 18:00"},
+    )
+    assert (status, body["state"], body["outcome"]) == (200, "resolved", "advice_given")
+    _, queue, _ = await api.get("queue", "deal.mn1")
+    assert red not in [a["alert_id"] for a in queue["alerts"]]
+    with psycopg.connect(db_url) as conn:
+        story = conn.execute(
+            "SELECT kind, actor FROM alert_events WHERE alert_id = %s ORDER BY event_id", (red,)
+        ).fetchall()
+    assert story == [
+        ("acknowledged", "deal.mn1"),
+        ("note_added", "deal.mn1"),
+        ("resolved", "deal.mn1"),
+    ]
+    acts = [(r[1], r[3], r[4]) for r in audit_rows(db_url) if r[1].endswith("_alert")]
+    assert sorted(acts[:2]) == [("acknowledge_alert", True, 200), ("acknowledge_alert", True, 409)]
+    assert acts[2:] == [("note_alert", True, 200), ("resolve_alert", True, 200)]
+
+
+async def test_nobody_outside_the_team_and_no_patient_acts_on_an_alert(
+    api: Api, db_url: str, seeded: dict[str, Any]
+) -> None:
+    red = alert_id(db_url, seeded["deal"], "red")
+    for who in ("patient", "dover.mn1", "deal.sw1"):
+        status, body = await post(api, f"alerts/{red}/acknowledge", who)
+        assert status == 404, who
+        assert body["error"] == "no such alert among those you may act on"
+    status, _ = await post(api, "alerts/999999/acknowledge", "deal.mn1")
+    assert status == 404
+    # out of hours the rapid-response team holds the Dover patient's alert: it may act
+    dover_red = alert_id(db_url, seeded["dover"], "red")
+    status, _ = await post(api, f"alerts/{dover_red}/acknowledge", "skc-rapid-response.rr1")
+    assert status == 200
+    refused = [r for r in audit_rows(db_url) if r[1] == "acknowledge_alert" and not r[3]]
+    assert [r[0] for r in refused] == [
+        f"patient:{DEAL_NHS}",
+        "staff:dover.mn1",
+        "staff:deal.sw1",
+        "staff:deal.mn1",
+    ]
+    with psycopg.connect(db_url) as conn:
+        state = conn.execute("SELECT state FROM alerts WHERE alert_id = %s", (red,)).fetchone()
+    assert state == ("open",)
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "problem"),
+    [
+        ("acknowledge", {"by": "deal.gp1"}, "by"),  # the actor is the token's, never the body's
+        ("acknowledge", {"state": "resolved"}, "state"),
+        ("resolve", {}, "outcome"),
+        ("resolve", {"outcome": "cured"}, "outcome"),
+        ("snooze", {"minutes": 120, "reason": "patient at the GP"}, "hour"),  # red: 1 h at most
+        ("snooze", {"minutes": -5, "reason": "x"}, "minutes"),
+        ("notes", {"text": ""}, "text"),
+        ("acknowledge", b"{not json", "not JSON"),
+        ("acknowledge", b"[1, 2]", "JSON object"),
+    ],
+)
+async def test_a_bad_action_is_a_clear_400_and_changes_nothing(
+    api: Api, db_url: str, seeded: dict[str, Any], action: str, body: Any, problem: str
+) -> None:
+    red = alert_id(db_url, seeded["deal"], "red")
+    raw = body if isinstance(body, bytes) else None
+    status, answer = await post(api, f"alerts/{red}/{action}", "deal.mn1", body, raw=raw)
+    assert status == 400
+    assert problem in str(answer)
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT state, snoozed_until, (SELECT count(*) FROM alert_events WHERE alert_id = %s)"
+            " FROM alerts WHERE alert_id = %s",
+            (red, red),
+        ).fetchone()
+    assert row == ("open", None, 0)

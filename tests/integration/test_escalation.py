@@ -86,8 +86,8 @@ async def test_each_level_fires_at_its_due_time_and_stops_on_acknowledgement(
     assert (await tick(db_url, MONDAY_10 + timedelta(seconds=119))).fired == 0
     assert (await tick(db_url, MONDAY_10 + timedelta(seconds=120))).fired == 1
     assert fired(db_url, alert)[-1] == (2, ["deal.matron1"])
-    with psycopg.connect(db_url) as conn:
-        apply_command(
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        await apply_command(
             conn,
             alert,
             Acknowledge("deal.mn1", MONDAY_10 + timedelta(seconds=200)),

@@ -13,6 +13,7 @@ from api.access import (
     PatientRef,
     Principal,
     bearer_token,
+    may_act_on_alert,
     may_read_patient,
     may_read_queue,
     new_token,
@@ -63,6 +64,25 @@ def test_patient_access(who: Principal, patient: PatientRef, allowed: bool) -> N
 )
 def test_queue_access(who: Principal, team: str, allowed: bool) -> None:
     assert may_read_queue(who, team).allowed is allowed
+
+
+@pytest.mark.parametrize(
+    ("who", "alert_team", "patient", "allowed"),
+    [
+        (PATIENT_1, "deal", DEAL_PATIENT, False),  # a patient never acts on an alert
+        (staff("deal", "monitoring_nurse"), "deal", DEAL_PATIENT, True),
+        (staff("deal", "monitoring_nurse"), "skc-rr", DEAL_PATIENT, True),  # the day team
+        (staff("skc-rr", "rapid_response"), "skc-rr", DEAL_PATIENT, True),  # out of hours
+        (staff("skc-rr", "rapid_response"), "deal", DEAL_PATIENT, False),
+        (staff("dover", "gp"), "deal", DEAL_PATIENT, False),
+        (staff("deal", "social_worker"), "deal", DEAL_PATIENT, False),
+        (staff(None, "gp"), None, UNTEAMED, False),
+    ],
+)
+def test_acting_on_an_alert(
+    who: Principal, alert_team: str | None, patient: PatientRef, allowed: bool
+) -> None:
+    assert may_act_on_alert(who, alert_team, patient).allowed is allowed
 
 
 def test_every_role_but_the_social_workers_has_clinical_access() -> None:
