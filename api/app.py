@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row
@@ -21,6 +22,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from api import actions, views
 from api.access import Kind, Principal, bearer_token, token_digest
+from api.openapi import Operation, document
+from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
 from homeward.errors import Conflict, HomewardError, NotFound, ValidationError
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ POOL = web.AppKey("pool", AsyncConnectionPool)
 StatusProvider = Callable[[], dict[str, Any]]
 STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
 API_PREFIX = "/api/v1/"
+OPENAPI_PATH = f"{API_PREFIX}openapi.json"  # public: the API's shape, no patient data
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -114,7 +118,7 @@ async def _principal(conn: psycopg.AsyncConnection[Any], token: str) -> Principa
 async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Under /api/v1/: a valid token, one connection and one transaction per request.
     A request without a valid token is refused with 401 and audited as anonymous."""
-    if not request.path.startswith(API_PREFIX):
+    if not request.path.startswith(API_PREFIX) or request.path == OPENAPI_PATH:
         return await handler(request)
     token = bearer_token(request.headers.get("Authorization"))
     async with request.app[POOL].connection(timeout=5) as conn, conn.transaction():
@@ -138,17 +142,61 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
             return _error(exc.status, str(exc))
 
 
+def _operations() -> list[Operation]:
+    patient = f"{API_PREFIX}patients/{{nhs_number}}"
+    ops = [
+        Operation("GET", f"{API_PREFIX}me", views.me, "Who the token speaks for"),
+        Operation(
+            "GET",
+            f"{API_PREFIX}queue",
+            views.queue,
+            "The team's unresolved alerts, red first, oldest first",
+            query=QueueQuery,
+            statuses=(200, 400, 401, 403, 503),
+        ),
+        Operation(
+            "GET",
+            f"{patient}/readings",
+            views.readings,
+            "A patient's readings, raw or rolled up by hour or day",
+            query=ReadingsQuery,
+            statuses=(200, 400, 401, 404, 503),
+        ),
+        Operation(
+            "GET",
+            f"{patient}/alerts",
+            views.patient_alerts,
+            "A patient's alerts, newest first",
+            query=PatientAlertsQuery,
+            statuses=(200, 400, 401, 404, 503),
+        ),
+    ]
+    for name, (body, _) in actions.ACTIONS.items():
+        ops.append(
+            Operation(
+                "POST",
+                f"{API_PREFIX}alerts/{{alert_id:\\d{{1,18}}}}/{name}",
+                actions.handler(name),
+                f"{name.capitalize()} an alert",
+                body=body,
+                statuses=(200, 400, 401, 404, 409, 503),
+            )
+        )
+    return ops
+
+
 def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Application:
     app = web.Application(middlewares=[errors, authenticated])
     app[POOL] = pool
     app[STATUS] = status
     app.router.add_get("/health", health)
-    app.router.add_get(f"{API_PREFIX}me", views.me)
-    app.router.add_get(f"{API_PREFIX}queue", views.queue)
-    app.router.add_get(f"{API_PREFIX}patients/{{nhs_number}}/readings", views.readings)
-    app.router.add_get(f"{API_PREFIX}patients/{{nhs_number}}/alerts", views.patient_alerts)
-    for name in actions.ACTIONS:
-        app.router.add_post(
-            f"{API_PREFIX}alerts/{{alert_id:\\d{{1,18}}}}/{name}", actions.handler(name)
-        )
+    operations = _operations()
+    spec = orjson.dumps(document(operations))
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app.router.add_get(OPENAPI_PATH, openapi)
+    for op in operations:
+        app.router.add_route(op.method, op.path, op.handler)
     return app

@@ -14,8 +14,9 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 
+from homeward.bench.workload import drop_session
 from homeward.config import MqttEndpoint, Settings
-from homeward.mqtt import connect_properties, make_client
+from homeward.mqtt import make_client
 from ingest.service import HomewardService
 
 
@@ -91,15 +92,7 @@ class Publisher:
 
 def purge_session(settings: Settings) -> None:
     """Remove a test's persistent session from a shared broker (clean start, expiry 0)."""
-    endpoint = settings.mqtt
-    client = make_client(endpoint, settings.mqtt_client_id)
-    props = connect_properties(session_expiry_s=0)
-    with contextlib.suppress(OSError):
-        client.connect(endpoint.host, endpoint.port, clean_start=True, properties=props)
-        client.loop_start()
-        time.sleep(0.2)
-        client.disconnect()
-        client.loop_stop()
+    drop_session(settings, settings.mqtt_client_id)
 
 
 def count_rows(db_url: str, sql: str = "SELECT count(*) FROM readings", *args: Any) -> int:

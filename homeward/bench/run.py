@@ -31,6 +31,7 @@ from homeward.bench.workload import (
     BENCH_TEAM,
     READINGS_PER_MESSAGE,
     create_session,
+    drop_session,
     make_messages,
     publish_all,
     register_fleet,
@@ -183,15 +184,18 @@ def _drain_round(
     publish_rate = publish_all(base, messages)
     n = len(messages)
     noop = drain.drain_noop(base, noop_id, n, timeout_s=600)
+    drop_session(base, noop_id)
     profile = params.profile if rep == 0 else None
     homeward = asyncio.run(
         drain.drain_homeward(hw, n * READINGS_PER_MESSAGE, timeout_s=900, profile=profile)
     )
+    drop_session(base, hw.mqtt_client_id)
     stored, distinct = _check_exactly_once(dsn, n * READINGS_PER_MESSAGE)
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE readings")
         conn.commit()
     naive = drain.drain_naive(base, naive_id, params.naive_messages, timeout_s=600)
+    drop_session(base, naive_id)  # it drained only its share: the rest would stay queued
     copy = drain.copy_limit(dsn, messages)
     return {
         "publish_messages_per_s": publish_rate,
@@ -265,6 +269,7 @@ async def _latency(
             await asyncio.sleep(0.05)
         stop.set()
         await task
+    drop_session(base, settings.mqtt_client_id)
     await asyncio.sleep(0.1)  # the last commit's notifications
     listening.cancel()
     await listener.close()

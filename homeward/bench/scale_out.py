@@ -12,7 +12,12 @@ from typing import Any
 
 import psycopg
 
-from homeward.bench.workload import READINGS_PER_MESSAGE, create_session, publish_all
+from homeward.bench.workload import (
+    READINGS_PER_MESSAGE,
+    create_session,
+    drop_session,
+    publish_all,
+)
 from homeward.config import Settings
 
 
@@ -79,6 +84,8 @@ def drain_with_workers(
             proc.terminate()
         for proc in procs:
             proc.wait(60)
+        for client_id in ids:
+            drop_session(settings, client_id)
     stored, distinct, doubled_alerts = _counts(dsn)
     return {
         "workers": workers,

@@ -6,6 +6,7 @@ readings each: systolic and diastolic blood pressure), spread over every device.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,21 @@ def create_session(settings: Settings, client_id: str, subscription: str) -> Non
     del info
     client.disconnect()
     client.loop_stop()
+
+
+def drop_session(settings: Settings, client_id: str) -> None:
+    """Make the broker forget a persistent session (clean start, expiry 0): one left
+    behind would keep queueing every later message, and the broker's work with it."""
+    client = make_client(settings.mqtt, client_id)
+    props = connect_properties(session_expiry_s=0)
+    with contextlib.suppress(OSError):
+        client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True, properties=props)
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client.disconnect()
+        client.loop_stop()
 
 
 def publish_all(settings: Settings, messages: list[tuple[str, bytes]], window: int = 2000) -> float:

@@ -14,6 +14,8 @@ import orjson
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import escalation_store
@@ -468,3 +470,65 @@ async def test_a_bad_action_is_a_clear_400_and_changes_nothing(
             (red, red),
         ).fetchone()
     assert row == ("open", None, 0)
+
+
+async def test_the_openapi_document_is_valid_and_matches_the_routes(api: Api) -> None:
+    from openapi_spec_validator import validate
+
+    async with api.session.get(f"{api.base}openapi.json") as r:  # no token needed
+        assert r.status == 200
+        spec = await r.json()
+    validate(spec)
+    assert set(spec["paths"]) == {
+        "/api/v1/me",
+        "/api/v1/queue",
+        "/api/v1/patients/{nhs_number}/readings",
+        "/api/v1/patients/{nhs_number}/alerts",
+        "/api/v1/alerts/{alert_id}/acknowledge",
+        "/api/v1/alerts/{alert_id}/resolve",
+        "/api/v1/alerts/{alert_id}/snooze",
+        "/api/v1/alerts/{alert_id}/notes",
+    }
+    readings = spec["paths"]["/api/v1/patients/{nhs_number}/readings"]["get"]
+    assert {p["name"] for p in readings["parameters"]} == {
+        "nhs_number",
+        "from",
+        "to",
+        "metric",
+        "resolution",
+        "limit",
+    }
+
+
+QUERY_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.integers(-(10**20), 10**20).map(str),
+    st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+    st.sampled_from(["raw", "hour", "day", "systolic_bp", "spo2,heart_rate", "", "0"]),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(["from", "to", "metric", "resolution", "limit", "state", "team", "x"]),
+        QUERY_VALUES,
+        max_size=4,
+    ),
+    st.sampled_from(["readings", "alerts", "queue", "nhs"]),
+)
+async def test_no_query_string_makes_the_api_fail(
+    api: Api, params: dict[str, str], where: str
+) -> None:
+    """Whatever the parameters, an answer the client can act on — never a 500."""
+    path = {
+        "readings": f"patients/{DEAL_NHS}/readings",
+        "alerts": f"patients/{DEAL_NHS}/alerts",
+        "queue": "queue",
+        "nhs": f"patients/{params.get('x', '')}x/readings",
+    }[where]
+    status, body, _ = await api.get(path, "deal.mn1", **params)
+    assert status in (200, 400, 404), body
+    assert status == 200 or body["error"]
