@@ -117,32 +117,24 @@ async def readings(request: web.Request) -> web.Response:
     since, until = params.window(now)
     detail = {"from": since.isoformat(), "to": until.isoformat(), "resolution": params.resolution}
     _, conn, patient = await _patient_in_care(request, "read_readings", detail)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            _READINGS_QUERY[params.resolution],
-            {
-                "patient_id": patient["patient_id"],
-                "since": since,
-                "until": until,
-                "metrics": params.metric,
-                "limit": params.limit + 1,
-            },
-        )
-        rows = await cur.fetchall()
-    rows, next_from = _page(rows, params.limit)
-    if next_from is not None and not rows:  # a page's worth of readings at one instant
+
+    async def fetch(since: datetime, until: datetime, limit: int | None) -> list[dict[str, Any]]:
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 _READINGS_QUERY[params.resolution],
                 {
                     "patient_id": patient["patient_id"],
-                    "since": next_from,
-                    "until": next_from + _INSTANT,
+                    "since": since,
+                    "until": until,
                     "metrics": params.metric,
-                    "limit": None,
+                    "limit": limit,
                 },
             )
-            rows = await cur.fetchall()
+            return await cur.fetchall()
+
+    rows, next_from = _page(await fetch(since, until, params.limit + 1), params.limit)
+    if next_from is not None and not rows:  # a page's worth of readings at one instant
+        rows = await fetch(next_from, next_from + _INSTANT, None)
         next_from += _INSTANT
     for r in rows:
         spec = CATALOGUE.get(r["metric"])
