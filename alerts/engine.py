@@ -53,7 +53,9 @@ from homeward.domain import Consciousness
 
 HISTORY_S = 35 * 86_400.0  # longest window (28-day baseline + recent days) with margin
 MAX_SAMPLES = 4_096  # bounds 1 Hz streams: thresholds and NEWS2 need only the newest
-NEWS2_METRICS = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "body_temperature")
+NEWS2_METRICS = frozenset(
+    ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "body_temperature")
+)
 
 
 class Observation(Protocol):
@@ -88,17 +90,22 @@ class Reading:
     consciousness: str | None = None
 
 
+TrendEvaluator = Callable[[Any, Any, Any], RuleHit | None]
+
+
 @dataclass
 class CompiledRules:
     thresholds: dict[str, list[ThresholdRule]] = field(default_factory=dict)
-    changes: dict[str, list[ChangeRule]] = field(default_factory=dict)
-    slopes: dict[str, list[SlopeRule]] = field(default_factory=dict)
-    baselines: dict[str, list[BaselineRule]] = field(default_factory=dict)
+    # per metric, every trend rule with its evaluator: change, then slope, then baseline
+    trends: dict[str, list[tuple[TrendEvaluator, Any]]] = field(default_factory=dict)
     news2: News2Config | None = None
 
 
 def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
     out = CompiledRules()
+    changes: dict[str, list[ChangeRule]] = {}
+    slopes: dict[str, list[SlopeRule]] = {}
+    baselines: dict[str, list[BaselineRule]] = {}
     for effective in rules.values():
         r = effective.rule
         if not r.enabled:
@@ -118,11 +125,11 @@ def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
                 )
             )
         elif isinstance(r, ChangeConfig):
-            out.changes.setdefault(r.metric, []).append(
+            changes.setdefault(r.metric, []).append(
                 ChangeRule(r.id, r.metric, r.delta, r.window_h, r.direction, Priority(r.priority))
             )
         elif isinstance(r, SlopeConfig):
-            out.slopes.setdefault(r.metric, []).append(
+            slopes.setdefault(r.metric, []).append(
                 SlopeRule(
                     r.id,
                     r.metric,
@@ -134,7 +141,7 @@ def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
                 )
             )
         elif isinstance(r, BaselineConfig):
-            out.baselines.setdefault(r.metric, []).append(
+            baselines.setdefault(r.metric, []).append(
                 BaselineRule(
                     r.id,
                     r.metric,
@@ -150,6 +157,12 @@ def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
             )
         elif isinstance(r, News2Config):
             out.news2 = r
+    for metric in {*changes, *slopes, *baselines}:
+        out.trends[metric] = [
+            *((evaluate_change, rule) for rule in changes.get(metric, ())),
+            *((evaluate_slope, rule) for rule in slopes.get(metric, ())),
+            *((evaluate_baseline, rule) for rule in baselines.get(metric, ())),
+        ]
     return out
 
 
@@ -262,19 +275,12 @@ class RuleEngine:
                 out.clears.append((state.patient_id, decision))
             elif decision is not None:
                 found.append(decision)
-        if newest or late:
-            trends = (
-                rules.changes.get(metric, ()),
-                rules.slopes.get(metric, ()),
-                rules.baselines.get(metric, ()),
-            )
-            if any(trends):
-                times = series.times if newest else series.times[series.times <= t]
-                values = series.values[: len(times)]
-                for evaluate, kind in zip(_TREND_EVALUATORS, trends, strict=True):
-                    for trend in kind:
-                        if (hit := evaluate(trend, times, values)) is not None:
-                            found.append(hit)
+        if (newest or late) and (trends := rules.trends.get(metric)):
+            times = series.times if newest else series.times[series.times <= t]
+            values = series.values[: len(times)]
+            for evaluate, trend in trends:
+                if (hit := evaluate(trend, times, values)) is not None:
+                    found.append(hit)
         if rules.news2 is not None and metric in NEWS2_METRICS:
             hit = _news2_hit(state, rules.news2, t)
             if hit is not None:
@@ -286,11 +292,6 @@ class RuleEngine:
 
 
 _INSIDE = ThresholdState()
-_TREND_EVALUATORS: tuple[Callable[[Any, Any, Any], RuleHit | None], ...] = (
-    evaluate_change,
-    evaluate_slope,
-    evaluate_baseline,
-)
 
 
 def _remember_news2(
@@ -340,9 +341,10 @@ _CHART: dict[str, Callable[[Any], int]] = {
 
 def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | None:
     """Score the parameters fresh within the window around ``t``; each parameter is read
-    off the chart once per new value, not once per evaluation."""
+    off the chart once per new value, not once per evaluation. Most evaluations end in
+    the low band, so the aggregate is summed first and the points kept only for a hit."""
     window = config.window_min * 60
-    points: dict[str, int] = {}
+    total, three = 0, False
     spo2: _Latest | None = None
     oxygen = None
     for key, latest in state.news2_latest.items():
@@ -353,18 +355,26 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
             continue
         if key == "on_oxygen":
             oxygen = latest.value
-        if latest.points is None:
-            latest.points = _CHART[key](latest.value)
-        points[key] = latest.points
+        charted = latest.points
+        if charted is None:
+            charted = latest.points = _CHART[key](latest.value)
+        total += charted
+        three = three or charted == 3
     if spo2 is not None:
         if spo2.points is None or spo2.charted_on_oxygen != oxygen:
             spo2.points = spo2_points(spo2.value, scale=config.spo2_scale, on_oxygen=oxygen)
             spo2.charted_on_oxygen = oxygen
-        points["spo2"] = spo2.points
-    values = points.values()
-    if band_for(sum(values), 3 in values) is Band.LOW:
+        total += spo2.points
+        three = three or spo2.points == 3
+    if band_for(total, three) is Band.LOW:
         return None
-    score = score_points(points)
+    score = score_points(
+        {
+            key: latest.points
+            for key, latest in state.news2_latest.items()
+            if latest.points is not None and abs(t - latest.t) <= window
+        }
+    )
     partial = f" (partial: {', '.join(score.missing)} missing)" if score.partial else ""
     return RuleHit(
         rule_id=config.id,

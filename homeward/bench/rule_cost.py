@@ -1,13 +1,22 @@
 """Rule cost: microseconds per reading with 10,000 patients' windows in memory and every
-rule kind active, and the memory those windows take (RSS)."""
+rule kind active, and the memory those windows take (RSS).
+
+Measured in a process of its own (``python -m homeward.bench.rule_cost PATIENTS READINGS
+REPETITIONS`` prints the figures as JSON), as the service's engine lives in its own: in
+the benchmark's process, after the drains, the heap the earlier phases left behind
+slowed it by a tenth."""
 
 from __future__ import annotations
 
 import gc
 import random
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import orjson
 import psutil
 
 from alerts.engine import PatientSnapshot, Reading, RuleEngine
@@ -89,3 +98,19 @@ def _time_evaluation(
             engine.evaluate(shifted[start : start + 2000])
         timings.append((time.perf_counter() - began) / readings * 1e6)
     return timings
+
+
+def rule_cost_in_own_process(patients: int, readings: int, repetitions: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", __name__, str(patients), str(readings), str(repetitions)],
+        check=True,
+        capture_output=True,
+    )
+    result: dict[str, Any] = orjson.loads(out.stdout)
+    return result
+
+
+if __name__ == "__main__":
+    n_patients, n_readings, n_repetitions = (int(a) for a in sys.argv[1:4])
+    figures = measure_rule_cost(patients=n_patients, readings=n_readings, repetitions=n_repetitions)
+    sys.stdout.buffer.write(orjson.dumps(figures))

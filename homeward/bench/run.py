@@ -24,7 +24,7 @@ from rich.console import Console
 
 from homeward.bench import drain
 from homeward.bench.api_load import CLIENTS, HISTORY_DAYS, measure_api
-from homeward.bench.rule_cost import measure_rule_cost
+from homeward.bench.rule_cost import rule_cost_in_own_process
 from homeward.bench.scale_out import drain_with_workers
 from homeward.bench.stats import percentiles_ms, summarise
 from homeward.bench.workload import (
@@ -346,9 +346,7 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
     for stat in ("p50", "p99", "max"):
         result |= summarise(f"latency_commit_{stat}_ms", [c[stat] for c in commits])
     console.print(f"rule cost with {params.patients} patients in memory …")
-    cost = measure_rule_cost(
-        patients=params.patients, readings=params.messages, repetitions=params.repetitions
-    )
+    cost = rule_cost_in_own_process(params.patients, params.messages, params.repetitions)
     for key, values in cost.items():
         result |= summarise(key, list(values))
     # Visible on the stream comes after visible in the table (NOTIFY is sent at COMMIT).
