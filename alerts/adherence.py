@@ -9,10 +9,11 @@ alert forward in time).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -59,6 +60,7 @@ def _schedules(conditions: tuple[str, ...], overrides_json: str) -> tuple[Schedu
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 RESOLVED_KEPT = timedelta(days=35)  # how far back a resolved alert still counts as recorded
+CHUNK = 1_000  # rows handled between turns of the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,51 +128,75 @@ def silence_candidates(
     return out
 
 
+async def _in_turns(cur: psycopg.AsyncCursor[Any]) -> AsyncIterator[list[Any]]:
+    """A result's rows, CHUNK at a time, with a turn of the event loop between: reading
+    10,000 patients' rows in one go held ingest for a few hundred milliseconds."""
+    while rows := await cur.fetchmany(CHUNK):
+        yield rows
+        await asyncio.sleep(0)
+
+
 async def check(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
-    """One pass over every schedule and device; returns the alerts raised or moved on."""
+    """One pass over every schedule and device; returns the alerts raised or moved on.
+    It shares the event loop with ingest, so its work is done CHUNK rows at a time."""
     async with conn.transaction():
         cur = conn.cursor()
         await cur.execute(Q["patients_with_rules"])
-        schedules = {
-            pid: _schedules(tuple(sorted(c)), overrides)
-            for pid, c, overrides in await cur.fetchall()
-        }
+        schedules: dict[int, tuple[Schedule, ...]] = {}
+        async for rows in _in_turns(cur):
+            for pid, conditions, overrides in rows:
+                schedules[pid] = _schedules(tuple(sorted(conditions)), overrides)
         metrics = sorted({s.metric for ss in schedules.values() for s in ss})
         await cur.execute(
             Q["last_readings"], {"since": now - timedelta(days=3), "metrics": metrics}
         )
-        last = {(pid, metric): at for pid, metric, at in await cur.fetchall()}
-        candidates = missed_candidates(schedules, last, now)
+        last: dict[tuple[int, str], datetime] = {}
+        async for rows in _in_turns(cur):
+            last.update(((pid, metric), at) for pid, metric, at in rows)
+        candidates: list[Candidate] = []
+        patients = list(schedules.items())
+        for i in range(0, len(patients), CHUNK):
+            candidates += missed_candidates(dict(patients[i : i + CHUNK]), last, now)
+            await asyncio.sleep(0)
         await cur.execute(Q["bound_devices"])
-        candidates += silence_candidates(await cur.fetchall(), now)
+        async for rows in _in_turns(cur):
+            candidates += silence_candidates(rows, now)
         # Most candidates of a pass are already recorded: send only what moves an alert on
         # (the upsert still decides, so a concurrent worker cannot make it record twice).
         await cur.execute(Q["recorded_technical"], {"since": now - RESOLVED_KEPT})
-        recorded = {(pid, rule): at for pid, rule, at in await cur.fetchall()}
+        recorded: dict[tuple[int, str], datetime] = {}
+        async for rows in _in_turns(cur):
+            recorded.update(((pid, rule), at) for pid, rule, at in rows)
         candidates = [
             c for c in candidates if recorded.get((c.patient_id, c.rule_id), _NEVER) < c.at
         ]
-        if not candidates:
-            return 0
-        await cur.execute(
-            Q["upsert_technical"],
-            {
-                "patient_id": [c.patient_id for c in candidates],
-                "rule_id": [c.rule_id for c in candidates],
-                "kind": [c.kind for c in candidates],
-                "metric": [c.metric for c in candidates],
-                "at": [c.at for c in candidates],
-                "message": [c.message for c in candidates],
-                "details": [Jsonb(c.details) for c in candidates],
-            },
+        changed = 0
+        for i in range(0, len(candidates), CHUNK):
+            changed += await _record(cur, candidates[i : i + CHUNK])
+    return changed
+
+
+async def _record(cur: psycopg.AsyncCursor[Any], candidates: list[Candidate]) -> int:
+    """Raise or move on these alerts in one statement, and append their events."""
+    await cur.execute(
+        Q["upsert_technical"],
+        {
+            "patient_id": [c.patient_id for c in candidates],
+            "rule_id": [c.rule_id for c in candidates],
+            "kind": [c.kind for c in candidates],
+            "metric": [c.metric for c in candidates],
+            "at": [c.at for c in candidates],
+            "message": [c.message for c in candidates],
+            "details": [Jsonb(c.details) for c in candidates],
+        },
+    )
+    changed = await cur.fetchall()
+    if changed:
+        await cur.executemany(
+            INSERT_EVENT,
+            [
+                event(alert_id, "raised" if created else "updated", "scheduler", {"message": m})
+                for alert_id, created, m in changed
+            ],
         )
-        changed = await cur.fetchall()
-        if changed:
-            await cur.executemany(
-                INSERT_EVENT,
-                [
-                    event(alert_id, "raised" if created else "updated", "scheduler", {"message": m})
-                    for alert_id, created, m in changed
-                ],
-            )
     return len(changed)
