@@ -84,9 +84,9 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             "responses": {str(s): {"description": _RESPONSES[s]} for s in op.statuses},
         }
         if op.body is not None:
-            schemas[op.body.__name__] = _schema(op.body, schemas)
+            body = schemas[op.body.__name__] = _schema(op.body, schemas)
             spec["requestBody"] = {
-                "required": False,
+                "required": bool(body.get("required")),  # acknowledge takes no body
                 "content": {
                     "application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}
                 },

@@ -75,7 +75,7 @@ class BenchParams:
             naive_messages=3_000,
             load_rate=500,
             load_duration_s=5,
-            api_duration_s=2,
+            api_duration_s=1.5,
         )
 
 
