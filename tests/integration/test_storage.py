@@ -71,6 +71,8 @@ def test_migrations_produce_the_schema_the_code_expects(db_url: str) -> None:
                 "device_bindings",
                 "readings_hourly",
                 "readings_daily",
+                "api_tokens",
+                "audit_log",
             )
         }
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
@@ -98,6 +100,11 @@ def test_migrations_produce_the_schema_the_code_expects(db_url: str) -> None:
     ]
     assert "readings_once" in indexes
     assert "quarantine_once" in indexes
+    assert "alerts_team_queue" in indexes  # the API's queue order
+    assert "token_sha256" in columns["api_tokens"]
+    assert "token" not in columns["api_tokens"]  # only the hash is ever stored
+    assert columns["audit_log"][:4] == ["audit_id", "at", "actor", "role"]
+    assert {"patient_id", "allowed", "status", "detail"} <= set(columns["audit_log"])
 
 
 def test_plain_postgresql_rollups(db_url: str) -> None:

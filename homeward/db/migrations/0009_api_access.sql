@@ -32,12 +32,13 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_patient ON audit_log (patient_id, at);
 CREATE INDEX audit_log_actor ON audit_log (actor, at);
 
-CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One refusal for every append-only table from here on (alert_events has its own, 0004).
+CREATE FUNCTION append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'audit_log is append-only';
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
 END $$;
 CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+    FOR EACH ROW EXECUTE FUNCTION append_only();
 
 -- The team queue's order (red, amber, technical; oldest first), unresolved alerts only.
 CREATE INDEX alerts_team_queue ON alerts (
