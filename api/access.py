@@ -5,13 +5,16 @@ A bearer token speaks for one staff member or one patient (api/tokens.py). The r
 
 * a **patient** reads their own readings, alerts and identity, nothing else, and never
   the team's queue;
-* a **staff member** with a clinical role reads the queue of their own team, and the
-  data of a patient whose team is theirs, or who has an unresolved alert assigned to
-  their team (out of hours the locality's rapid-response team takes a team's alerts);
+* a **staff member** with a clinical role reads the queue of their own team (with the
+  alerts of the teams it covers out of hours), and the data of a patient whose team is
+  theirs, or who has an unresolved alert with their team or with a team they cover out
+  of hours (the locality's rapid response takes the neighbourhood teams' alerts at
+  night);
 * a role without clinical access (``social_worker``) reads no clinical data through the
   API until information governance agrees what it should see;
 * acting on an alert (acknowledge, resolve, snooze, note) takes clinical staff of the
-  team the alert is assigned to or of the patient's team; a patient never acts on one.
+  alert's team, of its out-of-hours cover, or of the patient's team; a patient never
+  acts on one.
 
 Every decision, granted or refused, is written to ``audit_log`` by the caller.
 """
@@ -72,7 +75,8 @@ class PatientRef:
 
     patient_id: int
     team_id: str | None
-    alert_teams: frozenset[str] = frozenset()  # teams holding an unresolved alert of theirs
+    # teams holding an unresolved alert of theirs, with those teams' out-of-hours cover
+    alert_teams: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ def may_read_patient(who: Principal, patient: PatientRef) -> Decision:
     if who.team_id is not None and who.team_id == patient.team_id:
         return Decision(True, "patient of the team")
     if who.team_id is not None and who.team_id in patient.alert_teams:
-        return Decision(True, "an alert of the patient is assigned to the team")
+        return Decision(True, "an unresolved alert of the patient is with the team")
     return Decision(False, "not a patient of the team")
 
 
@@ -105,15 +109,15 @@ def may_read_queue(who: Principal, team_id: str) -> Decision:
     return Decision(True, "own team")
 
 
-def may_act_on_alert(who: Principal, alert_team: str | None, patient: PatientRef) -> Decision:
-    """Acknowledge, resolve, snooze or annotate: clinical staff of the team the alert is
-    assigned to, or of the patient's own team (the day team picking up in the morning)."""
+def may_act_on_alert(who: Principal, alert_teams: frozenset[str], patient: PatientRef) -> Decision:
+    """Acknowledge, resolve, snooze or annotate: clinical staff of the alert's team or of
+    its out-of-hours cover (``alert_teams``), or of the patient's own team."""
     if who.kind is Kind.PATIENT:
         return Decision(False, "patients do not act on alerts")
     if not who.clinical:
         return Decision(False, f"role {who.role} has no clinical access")
-    if who.team_id is not None and who.team_id == alert_team:
-        return Decision(True, "alert assigned to the team")
+    if who.team_id is not None and who.team_id in alert_teams:
+        return Decision(True, "the alert is with the team")
     if who.team_id is not None and who.team_id == patient.team_id:
         return Decision(True, "patient of the team")
     return Decision(False, "neither the alert nor the patient is the team's")

@@ -96,7 +96,7 @@ def handler(name: str) -> Callable[[web.Request], Any]:
             decision = Decision(False, "no such alert")
         else:
             patient = PatientRef(ref["patient_id"], ref["team_id"])
-            decision = may_act_on_alert(who, ref["alert_team"], patient)
+            decision = may_act_on_alert(who, frozenset(ref["alert_teams"]), patient)
         detail: dict[str, Any] = {"alert_id": alert_id, "reason": decision.reason}
 
         async def record(allowed: bool, status: int, **more: Any) -> None:

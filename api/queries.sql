@@ -13,16 +13,23 @@ LEFT JOIN patients p ON p.patient_id = t.patient_id
 WHERE t.token_sha256 = %(digest)s AND t.revoked_at IS NULL AND t.expires_at > %(now)s
 
 -- name: patient_ref
--- A patient by NHS number, with the teams holding an unresolved alert of theirs.
+-- A patient by NHS number, with the teams that hold an unresolved alert of theirs: the
+-- alert's team and that team's out-of-hours cover (the locality's rapid response).
 SELECT p.patient_id, p.nhs_number, p.display_name, p.team_id,
-       ARRAY(SELECT DISTINCT a.team_id FROM alerts a
+       ARRAY(SELECT DISTINCT t FROM alerts a
+             LEFT JOIN teams tm ON tm.team_id = a.team_id
+             CROSS JOIN LATERAL unnest(ARRAY[a.team_id, tm.out_of_hours]) AS t
              WHERE a.patient_id = p.patient_id AND a.state <> 'resolved'
-               AND a.team_id IS NOT NULL) AS alert_teams
+               AND t IS NOT NULL) AS alert_teams
 FROM patients p WHERE p.nhs_number = %(nhs_number)s
 
 -- name: alert_ref
-SELECT a.alert_id, a.team_id AS alert_team, p.patient_id, p.team_id, p.nhs_number
+-- An alert with its team, that team's out-of-hours cover, and its patient's team.
+SELECT a.alert_id, a.team_id AS alert_team,
+       ARRAY_REMOVE(ARRAY[a.team_id, tm.out_of_hours], NULL) AS alert_teams,
+       p.patient_id, p.team_id, p.nhs_number
 FROM alerts a JOIN patients p USING (patient_id)
+LEFT JOIN teams tm ON tm.team_id = a.team_id
 WHERE a.alert_id = %(alert_id)s
 
 -- name: audit
@@ -31,22 +38,24 @@ VALUES (%(actor)s, %(role)s, %(action)s, %(patient_id)s, %(team_id)s, %(allowed)
         %(status)s, %(detail)s)
 
 -- name: team_queue
--- The team's unresolved alerts: red first, then amber, then technical; oldest first. The
--- page is built as JSON by PostgreSQL (the API passes it through), with each alert's age.
+-- The team's unresolved alerts, and those of the teams it covers out of hours: red
+-- first, then amber, then technical; oldest first. The page is built as JSON by
+-- PostgreSQL (the API passes it through), with each alert's team and age.
 SELECT COALESCE(json_agg(q ORDER BY CASE q.priority WHEN 'red' THEN 0 WHEN 'amber' THEN 1
                                                      ELSE 2 END, q.opened_at, q.alert_id),
                 '[]')::text AS alerts,
        COALESCE(array_agg(DISTINCT q.patient_id), '{}') AS patients
 FROM (
-    SELECT a.alert_id, a.state, a.priority, a.kind, a.rule_id, a.metric, a.message,
+    SELECT a.alert_id, a.team_id, a.state, a.priority, a.kind, a.rule_id, a.metric, a.message,
            a.hit_count, a.latest_value, a.worst_value, a.condition_cleared, a.opened_at,
            a.first_measured_at, a.latest_measured_at,
            round(extract(epoch FROM %(now)s - a.latest_measured_at)) AS age_s,
            a.acknowledged_by, a.acknowledged_at, a.snoozed_until, a.assignee,
            p.patient_id, p.nhs_number, p.display_name
     FROM alerts a JOIN patients p USING (patient_id)
-    WHERE a.team_id = %(team_id)s AND a.state <> 'resolved'
-      AND (%(state)s::text IS NULL OR a.state = %(state)s)
+    WHERE a.team_id IN (SELECT %(team_id)s
+                        UNION ALL SELECT team_id FROM teams WHERE out_of_hours = %(team_id)s)
+      AND a.state <> 'resolved' AND (%(state)s::text IS NULL OR a.state = %(state)s)
     ORDER BY CASE a.priority WHEN 'red' THEN 0 WHEN 'amber' THEN 1 ELSE 2 END, a.opened_at,
              a.alert_id
     LIMIT %(limit)s

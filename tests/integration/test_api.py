@@ -26,6 +26,7 @@ from devices.registry import add_device, add_patient
 
 EXAMPLE = (Path(__file__).parents[2] / "deploy" / "teams.example.yaml").read_text()
 DEAL_NHS, DOVER_NHS, UNKNOWN_NHS = "9434765919", "9434765870", "4010232137"
+QUIET_NHS = "9990000018"  # a Deal patient with no alert
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = NOW.replace(minute=0, second=0) - timedelta(hours=3)  # a whole hour, 3 h ago
 
@@ -57,6 +58,7 @@ def seeded(db_url: str) -> dict[str, Any]:
         escalation_store.load_organisation(conn, load_org_file(EXAMPLE), EXAMPLE)
         deal = add_patient(conn, nhs_number=DEAL_NHS, name="Dee Deal", team="deal")
         dover = add_patient(conn, nhs_number=DOVER_NHS, name="Dov Dover", team="dover")
+        add_patient(conn, nhs_number=QUIET_NHS, name="Quinn Quiet", team="deal")
         for p in (deal, dover):
             add_device(conn, f"dev-{p.patient_id}", patient_nhs_number=p.nhs_number)
         # an hour of blood pressures (systolic 120, 130, 140: mean 130) and one weight
@@ -69,7 +71,7 @@ def seeded(db_url: str) -> dict[str, Any]:
         _reading(conn, dover.patient_id, HOUR, "systolic_bp", 150)
         _alert(conn, deal.patient_id, "deal", "amber", "threshold:systolic_bp:high")
         _alert(conn, deal.patient_id, "deal", "red", "threshold:systolic_bp:severe")
-        _alert(conn, dover.patient_id, "skc-rapid-response", "red", "threshold:systolic_bp:severe")
+        _alert(conn, dover.patient_id, "dover", "red", "threshold:systolic_bp:severe")
         conn.commit()
         tokens = {
             who: issue_token(conn, now=NOW, staff_id=who)[1]
@@ -214,12 +216,14 @@ async def test_another_teams_patient_and_an_unknown_one_look_the_same(
     ]
 
 
-async def test_out_of_hours_team_sees_the_patient_whose_alert_it_holds(api: Api) -> None:
+async def test_out_of_hours_cover_sees_the_patients_with_an_unresolved_alert(api: Api) -> None:
+    """Rapid response covers Deal and Dover out of hours (the teams file): it sees their
+    patients with an unresolved alert, and no other."""
     status, body, _ = await api.get(f"patients/{DOVER_NHS}/readings", "skc-rapid-response.rr1")
     assert status == 200
     assert [r["value"] for r in body["readings"]] == [150.0]
-    status, _, _ = await api.get(f"patients/{DEAL_NHS}/readings", "skc-rapid-response.rr1")
-    assert status == 404  # no alert of the Deal patient is with rapid response
+    status, _, _ = await api.get(f"patients/{QUIET_NHS}/readings", "skc-rapid-response.rr1")
+    assert status == 404  # a Deal patient, but no alert of theirs is open
 
 
 async def test_a_patient_sees_only_their_own_record_and_no_queue(api: Api, db_url: str) -> None:
@@ -273,7 +277,12 @@ async def test_the_queue_is_the_teams_own_red_first(
     assert status == 403
     assert "another team's queue" in body["error"]
     status, body, _ = await api.get("queue", "skc-rapid-response.rr1")
-    assert [a["nhs_number"] for a in body["alerts"]] == [DOVER_NHS]
+    # the teams it covers out of hours, each alert with its team, red first
+    assert [(a["priority"], a["nhs_number"], a["team_id"]) for a in body["alerts"]] == [
+        ("red", DEAL_NHS, "deal"),
+        ("red", DOVER_NHS, "dover"),
+        ("amber", DEAL_NHS, "deal"),
+    ]
     allowed = [r for r in audit_rows(db_url) if r[1] == "read_queue" and r[3]]
     assert allowed[0][5]["patients"] == [seeded["deal"]]  # whose data the queue showed
 
@@ -425,7 +434,7 @@ async def test_nobody_outside_the_team_and_no_patient_acts_on_an_alert(
         assert body["error"] == "no such alert among those you may act on"
     status, _ = await post(api, "alerts/999999/acknowledge", "deal.mn1")
     assert status == 404
-    # out of hours the rapid-response team holds the Dover patient's alert: it may act
+    # rapid response covers Dover out of hours: it may act on the Dover patient's alert
     dover_red = alert_id(db_url, seeded["dover"], "red")
     status, _ = await post(api, f"alerts/{dover_red}/acknowledge", "skc-rapid-response.rr1")
     assert status == 200

@@ -66,23 +66,31 @@ def test_queue_access(who: Principal, team: str, allowed: bool) -> None:
     assert may_read_queue(who, team).allowed is allowed
 
 
+DEAL_ALERT = frozenset({"deal", "skc-rr"})  # an alert of Deal's, and Deal's out-of-hours cover
+
+
 @pytest.mark.parametrize(
-    ("who", "alert_team", "patient", "allowed"),
+    ("who", "alert_teams", "patient", "allowed"),
     [
-        (PATIENT_1, "deal", DEAL_PATIENT, False),  # a patient never acts on an alert
-        (staff("deal", "monitoring_nurse"), "deal", DEAL_PATIENT, True),
-        (staff("deal", "monitoring_nurse"), "skc-rr", DEAL_PATIENT, True),  # the day team
-        (staff("skc-rr", "rapid_response"), "skc-rr", DEAL_PATIENT, True),  # out of hours
-        (staff("skc-rr", "rapid_response"), "deal", DEAL_PATIENT, False),
-        (staff("dover", "gp"), "deal", DEAL_PATIENT, False),
-        (staff("deal", "social_worker"), "deal", DEAL_PATIENT, False),
-        (staff(None, "gp"), None, UNTEAMED, False),
+        (PATIENT_1, DEAL_ALERT, DEAL_PATIENT, False),  # a patient never acts on an alert
+        (staff("deal", "monitoring_nurse"), DEAL_ALERT, DEAL_PATIENT, True),
+        (
+            staff("deal", "monitoring_nurse"),
+            frozenset({"dover"}),
+            DEAL_PATIENT,
+            True,
+        ),  # own patient
+        (staff("skc-rr", "rapid_response"), DEAL_ALERT, DEAL_PATIENT, True),  # out of hours
+        (staff("skc-rr", "rapid_response"), frozenset({"deal"}), DEAL_PATIENT, False),
+        (staff("dover", "gp"), DEAL_ALERT, DEAL_PATIENT, False),
+        (staff("deal", "social_worker"), DEAL_ALERT, DEAL_PATIENT, False),
+        (staff(None, "gp"), frozenset(), UNTEAMED, False),
     ],
 )
 def test_acting_on_an_alert(
-    who: Principal, alert_team: str | None, patient: PatientRef, allowed: bool
+    who: Principal, alert_teams: frozenset[str], patient: PatientRef, allowed: bool
 ) -> None:
-    assert may_act_on_alert(who, alert_team, patient).allowed is allowed
+    assert may_act_on_alert(who, alert_teams, patient).allowed is allowed
 
 
 def test_every_role_but_the_social_workers_has_clinical_access() -> None:
