@@ -40,11 +40,13 @@ VALUES (%(actor)s, %(role)s, %(action)s, %(patient_id)s, %(team_id)s, %(allowed)
 -- name: team_queue
 -- The team's unresolved alerts, and those of the teams it covers out of hours: red
 -- first, then amber, then technical; oldest first. The page is built as JSON by
--- PostgreSQL (the API passes it through), with each alert's team and age.
+-- PostgreSQL (the API passes it through), with each alert's team and age. The API puts
+-- the team condition in place of {teams}: equality for a team that covers none (read
+-- in order from the index alerts_team_queue), a team list for one that covers others.
 SELECT COALESCE(json_agg(q ORDER BY CASE q.priority WHEN 'red' THEN 0 WHEN 'amber' THEN 1
                                                      ELSE 2 END, q.opened_at, q.alert_id),
                 '[]')::text AS alerts,
-       COALESCE(array_agg(DISTINCT q.patient_id), '{}') AS patients
+       COALESCE(array_agg(DISTINCT q.patient_id), ARRAY[]::integer[]) AS patients
 FROM (
     SELECT a.alert_id, a.team_id, a.state, a.priority, a.kind, a.rule_id, a.metric, a.message,
            a.hit_count, a.latest_value, a.worst_value, a.condition_cleared, a.opened_at,
@@ -53,13 +55,16 @@ FROM (
            a.acknowledged_by, a.acknowledged_at, a.snoozed_until, a.assignee,
            p.patient_id, p.nhs_number, p.display_name
     FROM alerts a JOIN patients p USING (patient_id)
-    WHERE a.team_id IN (SELECT %(team_id)s
-                        UNION ALL SELECT team_id FROM teams WHERE out_of_hours = %(team_id)s)
-      AND a.state <> 'resolved' AND (%(state)s::text IS NULL OR a.state = %(state)s)
+    WHERE {teams} AND a.state <> 'resolved'
+      AND (%(state)s::text IS NULL OR a.state = %(state)s)
     ORDER BY CASE a.priority WHEN 'red' THEN 0 WHEN 'amber' THEN 1 ELSE 2 END, a.opened_at,
              a.alert_id
     LIMIT %(limit)s
 ) q
+
+-- name: covered_teams
+-- The teams that name this one as their out-of-hours cover.
+SELECT team_id FROM teams WHERE out_of_hours = %(team_id)s
 
 -- name: patient_alerts
 SELECT a.alert_id, a.state, a.priority, a.kind, a.rule_id, a.metric, a.message,

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 from aiohttp import web
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -25,6 +26,10 @@ Q = load_queries(Path(__file__).with_name("queries.sql"))
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)  # set by auth
 CONN: web.RequestKey[psycopg.AsyncConnection[Any]] = web.RequestKey("conn")
 
+_TEAM_QUEUE = sql.SQL(Q["team_queue"]).format(teams=sql.SQL("a.team_id = %(team_id)s"))
+_TEAM_QUEUE_COVERING = sql.SQL(Q["team_queue"]).format(
+    teams=sql.SQL("a.team_id = ANY(%(teams)s::text[])")
+)
 _INSTANT = timedelta(microseconds=1)  # PostgreSQL's time resolution
 _READINGS_QUERY = {
     Resolution.RAW: Q["readings_raw"],
@@ -197,15 +202,17 @@ async def queue(request: web.Request) -> web.Response:
         )
         raise Refused(f"not allowed: {decision.reason}", 403)
     async with conn.cursor() as cur:
-        await cur.execute(
-            Q["team_queue"],
-            {
-                "team_id": team,
-                "state": params.state,
-                "limit": params.limit,
-                "now": datetime.now(UTC),
-            },
-        )
+        await cur.execute(Q["covered_teams"], {"team_id": team})
+        covered = [t for (t,) in await cur.fetchall()]
+        args: dict[str, Any] = {
+            "team_id": team,
+            "state": params.state,
+            "limit": params.limit,
+            "now": datetime.now(UTC),
+        }
+        if covered:
+            args["teams"] = [team, *covered]
+        await cur.execute(_TEAM_QUEUE_COVERING if covered else _TEAM_QUEUE, args)
         row = await cur.fetchone()
     assert row is not None  # an aggregate: always one row
     alerts_json, patients = row
