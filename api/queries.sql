@@ -84,17 +84,10 @@ WHERE patient_id = %(patient_id)s AND time >= %(since)s AND time < %(until)s
 ORDER BY time, metric
 LIMIT %(limit)s
 
--- name: readings_hourly
+-- name: readings_rollup
+-- {rollup} is readings_hourly or readings_daily (the API composes it as an identifier).
 SELECT bucket AS time, metric, n, mean, min, max
-FROM readings_hourly
-WHERE patient_id = %(patient_id)s AND bucket >= %(since)s AND bucket < %(until)s
-  AND (%(metrics)s::text[] IS NULL OR metric = ANY(%(metrics)s))
-ORDER BY bucket, metric
-LIMIT %(limit)s
-
--- name: readings_daily
-SELECT bucket AS time, metric, n, mean, min, max
-FROM readings_daily
+FROM {rollup}
 WHERE patient_id = %(patient_id)s AND bucket >= %(since)s AND bucket < %(until)s
   AND (%(metrics)s::text[] IS NULL OR metric = ANY(%(metrics)s))
 ORDER BY bucket, metric

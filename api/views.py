@@ -31,10 +31,15 @@ _TEAM_QUEUE_COVERING = sql.SQL(Q["team_queue"]).format(
     teams=sql.SQL("a.team_id = ANY(%(teams)s::text[])")
 )
 _INSTANT = timedelta(microseconds=1)  # PostgreSQL's time resolution
-_READINGS_QUERY = {
+_READINGS_QUERY: dict[Resolution, str | sql.Composed] = {
     Resolution.RAW: Q["readings_raw"],
-    Resolution.HOUR: Q["readings_hourly"],
-    Resolution.DAY: Q["readings_daily"],
+    **{
+        resolution: sql.SQL(Q["readings_rollup"]).format(rollup=sql.Identifier(view))
+        for resolution, view in (
+            (Resolution.HOUR, "readings_hourly"),
+            (Resolution.DAY, "readings_daily"),
+        )
+    },
 }
 
 
