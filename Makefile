@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install deps demo test lint format bench bench-quick clean
+.PHONY: install deps demo test test-random test-explore lint format bench bench-quick clean
 
 install: $(STAMP)
 
@@ -28,12 +28,22 @@ demo: $(STAMP)
 	$(BIN)/homeward demo
 
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:randomly $(PYTEST_ARGS)
+
+# The suite in a random order (pytest-randomly; the seed is printed to repeat a run).
+test-random: $(STAMP)
+	$(BIN)/pytest -p randomly $(PYTEST_ARGS)
+
+# Property tests with fresh random examples instead of the reproducible ones.
+test-explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -p no:randomly tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,1 +1,2 @@
-"""HTTP API (aiohttp): health now; queues, thresholds, patient view and FHIR to come."""
+"""HTTP API (aiohttp): health, the team queue, a patient's readings and alerts, alert
+actions, tokens, the audit log and the OpenAPI document (docs/api.md)."""

@@ -17,12 +17,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 
 from homeward.db.connect import with_database
 from homeward.db.migrate import upgrade
-from homeward.embedded.mosquitto import EmbeddedMosquitto, free_port
-from homeward.embedded.postgres import EmbeddedPostgres
+from tools.embedded.mosquitto import EmbeddedMosquitto, free_port
+from tools.embedded.postgres import EmbeddedPostgres
+
+# Property tests are reproducible: the default profile draws the same examples on every
+# run (derandomised) and keeps no example database, so a result never depends on the run.
+# `make test-explore` (HYPOTHESIS_PROFILE=explore) draws fresh examples, outside CI's verdict.
+settings.register_profile("reproducible", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 CONFIGURED_DB = os.environ.get("HOMEWARD_DATABASE_URL")
 CONFIGURED_MQTT = os.environ.get("HOMEWARD_MQTT_URL")

@@ -14,10 +14,10 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 
-from homeward.bench.workload import drop_session
 from homeward.config import MqttEndpoint, Settings
 from homeward.mqtt import make_client
-from ingest.service import HomewardService
+from service.wiring import HomewardService
+from tools.bench.workload import drop_session
 
 
 def unique(prefix: str = "t") -> str:

@@ -89,7 +89,7 @@ async def test_a_pass_over_many_patients_records_each_miss_once_with_its_event(
 ) -> None:
     """Candidates of a pass are written in one statement; later passes record exactly what
     changed, and a miss a person resolved is not raised again for the same deadline."""
-    from homeward.bench.workload import synthetic_nhs_numbers
+    from tools.bench.workload import synthetic_nhs_numbers
 
     with psycopg.connect(db_url) as conn:
         for n, nhs in enumerate(synthetic_nhs_numbers(30)):

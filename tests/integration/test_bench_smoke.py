@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from homeward.bench.report import TARGETS
-from homeward.bench.run import BenchParams, run_benchmark
 from homeward.config import Settings
+from tools.bench.report import TARGETS
+from tools.bench.run import BenchParams, run_benchmark
 
 
 def test_benchmark_smoke(pg_url: str) -> None:

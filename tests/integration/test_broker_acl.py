@@ -13,13 +13,13 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from commands.main import cli
 from devices.credentials import hash_password
 from devices.registry import add_device, add_patient
-from homeward.cli.main import cli
 from homeward.config import MqttEndpoint
-from homeward.embedded.mosquitto import EmbeddedMosquitto, free_port
 from homeward.mqtt import make_client
 from support import reading_payload
+from tools.embedded.mosquitto import EmbeddedMosquitto, free_port
 
 NHS = "9434765919"
 

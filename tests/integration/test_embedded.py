@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from homeward.config import Settings
-from homeward.embedded.mosquitto import free_port
-from homeward.embedded.postgres import EmbeddedPostgres
-from homeward.runtime import services
+from tools.embedded.mosquitto import free_port
+from tools.embedded.postgres import EmbeddedPostgres
+from tools.embedded.services import services
 
 
 def test_a_command_leaves_a_running_embedded_database_alone(tmp_path: Path) -> None:

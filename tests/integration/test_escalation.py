@@ -23,8 +23,8 @@ from alerts.lifecycle import Acknowledge
 from alerts.lifecycle_store import apply_command
 from alerts.teams import load_org_file
 from devices.registry import add_patient
-from homeward.embedded.mosquitto import free_port
 from support import count_rows, wait_until
+from tools.embedded.mosquitto import free_port
 
 EXAMPLE = (Path(__file__).parents[2] / "deploy" / "teams.example.yaml").read_text()
 NHS = "9434765919"
@@ -173,7 +173,7 @@ def test_a_step_due_while_the_process_is_dead_fires_exactly_once_after_restart(
     def start() -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "homeward.cli.main", "run"],
+                [sys.executable, "-m", "commands.main", "run"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

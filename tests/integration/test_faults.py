@@ -20,8 +20,6 @@ import pytest
 from devices.registry import add_device, add_patient
 from homeward.config import Settings
 from homeward.db.migrate import upgrade
-from homeward.embedded.mosquitto import EmbeddedMosquitto
-from homeward.embedded.postgres import EmbeddedPostgres
 from support import (
     Publisher,
     async_wait_until,
@@ -31,6 +29,8 @@ from support import (
     running_service,
     wait_until,
 )
+from tools.embedded.mosquitto import EmbeddedMosquitto
+from tools.embedded.postgres import EmbeddedPostgres
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def service_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "homeward.cli.main", "run"],
+            [sys.executable, "-m", "commands.main", "run"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

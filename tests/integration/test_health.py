@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 
 from homeward.db.migrate import upgrade
-from homeward.embedded.postgres import EmbeddedPostgres
 from support import make_settings, purge_session, running_service
+from tools.embedded.postgres import EmbeddedPostgres
 
 
 async def test_health_reports_connected_services(db_url: str, broker_url: str) -> None:

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from commands.main import cli
 from devices.registry import add_device, add_patient
-from homeward.cli.main import cli
 from homeward.config import Settings
 from support import (
     Publisher,

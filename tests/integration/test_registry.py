@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from commands.main import cli
 from devices.registry import add_device, add_patient, patient_by_nhs
-from homeward.cli.main import cli
 from homeward.errors import Conflict, InvalidNhsNumber, NotFound, ValidationError
 from homeward.nhs import is_valid_nhs_number
 

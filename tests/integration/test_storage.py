@@ -12,8 +12,8 @@ import pytest
 from devices.registry import add_device, add_patient
 from homeward.db.migrate import pending, upgrade
 from homeward.db.policies import apply_policies
-from homeward.embedded.mosquitto import free_port
-from homeward.embedded.postgres import EmbeddedPostgres, timescaledb_installed
+from tools.embedded.mosquitto import free_port
+from tools.embedded.postgres import EmbeddedPostgres, timescaledb_installed
 
 NHS = "9434765919"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

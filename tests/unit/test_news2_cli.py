@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from homeward.cli.news2_cmd import news2
+from commands.news2_cmd import news2
 
 FULL = (
     '{"respiratory_rate": 22, "spo2": 91, "on_oxygen": false, "systolic_bp": 105,'

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from devices.payload import parse_reading_message
-from devices.simulator import Simulator, generate_fleet
 from homeward.domain import DeviceMessage, Rejection
 from homeward.metrics import CATALOGUE
 from homeward.nhs import is_valid_nhs_number
+from tools.simulator.fleet import Simulator, generate_fleet
 
 START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import click
 
 from homeward.config import Settings
-from homeward.runtime import services
+from tools.embedded.services import services
 
 
 def settings_from(ctx: click.Context) -> Settings:

@@ -34,8 +34,8 @@ def bench(
     PostgreSQL; print a table and optionally write JSON."""
     from dataclasses import replace
 
-    from homeward.bench.report import print_report
-    from homeward.bench.run import BenchParams, run_benchmark
+    from tools.bench.report import print_report
+    from tools.bench.run import BenchParams, run_benchmark
 
     params = BenchParams.quick() if quick else BenchParams()
     if messages is not None:

@@ -9,8 +9,8 @@ import click
 from alerts.escalation import working_hours
 from alerts.escalation_store import load_organisation
 from alerts.teams import Organisation, load_org_file
-from homeward.cli.common import database
-from homeward.cli.output import emit
+from commands.common import database
+from commands.output import emit
 from homeward.db.connect import connect
 
 

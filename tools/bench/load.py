@@ -1,6 +1,6 @@
 """Steady-load publisher, run as its own process so it does not share the service's GIL.
 
-``python -m homeward.bench.load MQTT_URL TOPIC_ROOT RATE DURATION_S DEVICE_PREFIX COUNT``
+``python -m tools.bench.load MQTT_URL TOPIC_ROOT RATE DURATION_S DEVICE_PREFIX COUNT``
 publishes ``RATE`` messages per second, each with ``measured_at`` set to the moment of
 publishing (microseconds), so the service can measure publish → commit latency.
 """

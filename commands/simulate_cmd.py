@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
-from devices.fleet_publisher import FleetPublisher
-from devices.simulator import Simulator, generate_fleet
 from homeward.config import Settings
+from tools.simulator.fleet import Simulator, generate_fleet
+from tools.simulator.publisher import FleetPublisher
 
 
 @click.command("simulate")

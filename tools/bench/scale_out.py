@@ -12,13 +12,13 @@ from typing import Any
 
 import psycopg
 
-from homeward.bench.workload import (
+from homeward.config import Settings
+from tools.bench.workload import (
     READINGS_PER_MESSAGE,
     create_session,
     drop_session,
     publish_all,
 )
-from homeward.config import Settings
 
 
 def _worker(settings: Settings, client_id: str, group: str) -> subprocess.Popen[bytes]:
@@ -34,7 +34,7 @@ def _worker(settings: Settings, client_id: str, group: str) -> subprocess.Popen[
         HOMEWARD_LOG_LEVEL="WARNING",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "homeward.cli.main", "run"],
+        [sys.executable, "-m", "commands.main", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

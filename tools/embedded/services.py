@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from homeward.config import Settings
-from homeward.embedded.mosquitto import EmbeddedMosquitto
-from homeward.embedded.postgres import EmbeddedPostgres
+from tools.embedded.mosquitto import EmbeddedMosquitto
+from tools.embedded.postgres import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
 

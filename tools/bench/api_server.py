@@ -1,6 +1,6 @@
 """The HTTP API alone, in its own process, for the benchmark's API figures.
 
-``python -m homeward.bench.api_server DSN PORT`` serves ``api.app.create_app`` with the
+``python -m tools.bench.api_server DSN PORT`` serves ``api.app.create_app`` with the
 pool the service uses, prints ``ready`` once listening, and runs until terminated.
 """
 
@@ -14,7 +14,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
-from ingest.service import POOL_MAX_SIZE
+from service.wiring import POOL_MAX_SIZE
 
 
 async def serve(dsn: str, port: int) -> None:

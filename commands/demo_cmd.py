@@ -19,15 +19,15 @@ from aiosmtpd.handlers import Mailbox
 from alerts.escalation_store import load_organisation
 from alerts.teams import load_org_file
 from api.tokens import issue_token
-from devices.fleet_publisher import FleetPublisher
 from devices.registry import add_device, add_patient
-from devices.simulator import SimPatient, Simulator, generate_fleet
 from homeward.config import Settings
 from homeward.db.migrate import upgrade
 from homeward.db.policies import apply_policies
-from homeward.embedded.mosquitto import free_port
-from homeward.runtime import services
-from ingest.service import HomewardService
+from service.wiring import HomewardService
+from tools.embedded.mosquitto import free_port
+from tools.embedded.services import services
+from tools.simulator.fleet import SimPatient, Simulator, generate_fleet
+from tools.simulator.publisher import FleetPublisher
 
 
 @dataclass(frozen=True, slots=True)

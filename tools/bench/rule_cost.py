@@ -1,7 +1,7 @@
 """Rule cost: microseconds per reading with 10,000 patients' windows in memory and every
 rule kind active, and the memory those windows take (RSS).
 
-Measured in a process of its own (``python -m homeward.bench.rule_cost PATIENTS READINGS
+Measured in a process of its own (``python -m tools.bench.rule_cost PATIENTS READINGS
 REPETITIONS`` prints the figures as JSON), as the service's engine lives in its own: in
 the benchmark's process, after the drains, the heap the earlier phases left behind
 slowed it by a tenth."""

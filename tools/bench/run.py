@@ -23,12 +23,19 @@ from psycopg import sql
 from rich.console import Console
 
 from alerts import adherence
-from homeward.bench import drain
-from homeward.bench.api_load import CLIENTS, HISTORY_DAYS, measure_api
-from homeward.bench.rule_cost import rule_cost_in_own_process
-from homeward.bench.scale_out import drain_with_workers
-from homeward.bench.stats import percentiles_ms, summarise
-from homeward.bench.workload import (
+from homeward.config import Settings
+from homeward.db.connect import with_database
+from homeward.db.migrate import upgrade
+from homeward.db.policies import timescaledb_enabled
+from homeward.heap import restored_afterwards
+from ingest.writer import StoredReading
+from service.wiring import HomewardService
+from tools.bench import drain
+from tools.bench.api_load import CLIENTS, HISTORY_DAYS, measure_api
+from tools.bench.rule_cost import rule_cost_in_own_process
+from tools.bench.scale_out import drain_with_workers
+from tools.bench.stats import percentiles_ms, summarise
+from tools.bench.workload import (
     BENCH_TEAM,
     READINGS_PER_MESSAGE,
     create_session,
@@ -37,15 +44,8 @@ from homeward.bench.workload import (
     publish_all,
     register_fleet,
 )
-from homeward.config import Settings
-from homeward.db.connect import with_database
-from homeward.db.migrate import upgrade
-from homeward.db.policies import timescaledb_enabled
-from homeward.embedded.mosquitto import EmbeddedMosquitto, free_port
-from homeward.embedded.postgres import EmbeddedPostgres
-from homeward.heap import restored_afterwards
-from ingest.service import HomewardService
-from ingest.writer import StoredReading
+from tools.embedded.mosquitto import EmbeddedMosquitto, free_port
+from tools.embedded.postgres import EmbeddedPostgres
 
 console = Console(stderr=True)
 API_FIGURES = (  # result key prefix, round key in measure_api
@@ -251,7 +251,7 @@ async def _latency(
         load = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "homeward.bench.load",
+            "tools.bench.load",
             base.mqtt_url or "",
             base.topic_root,
             str(params.load_rate),

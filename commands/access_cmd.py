@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import click
 
 from api.tokens import MAX_DAYS, issue_token, list_audit, list_tokens, revoke_token
-from homeward.cli.common import database
-from homeward.cli.output import emit, emit_one
+from commands.common import database
+from commands.output import emit, emit_one
 from homeward.db.connect import connect
 
 

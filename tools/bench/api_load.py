@@ -20,10 +20,10 @@ import psycopg
 
 from api.tokens import issue_token
 from api.views import Q as API_QUERIES
-from homeward.bench.stats import percentiles_ms
-from homeward.bench.workload import BENCH_TEAM
 from homeward.db.policies import timescaledb_enabled
-from homeward.embedded.mosquitto import free_port
+from tools.bench.stats import percentiles_ms
+from tools.bench.workload import BENCH_TEAM
+from tools.embedded.mosquitto import free_port
 
 HISTORY_DAYS = 90
 CLIENTS = 20
@@ -176,7 +176,7 @@ def measure_api(dsn: str, *, duration_s: float, repetitions: int, seed: int = 7)
         patients = conn.execute("SELECT patient_id, nhs_number FROM patients").fetchall()
     port = free_port()
     with subprocess.Popen(  # its own process: the clients do not share its GIL
-        [sys.executable, "-m", "homeward.bench.api_server", dsn, str(port)],
+        [sys.executable, "-m", "tools.bench.api_server", dsn, str(port)],
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     ) as server:

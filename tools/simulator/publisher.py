@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from devices.simulator import SimMessage
 from homeward.config import Settings
 from homeward.mqtt import make_client
+from tools.simulator.fleet import SimMessage
 
 
 @dataclass

@@ -19,8 +19,8 @@ from alerts.lifecycle import (
 )
 from alerts.lifecycle_store import apply_command
 from alerts.queue import alert_history, list_alerts
-from homeward.cli.common import database
-from homeward.cli.output import emit, emit_one
+from commands.common import database
+from commands.output import emit, emit_one
 from homeward.db.connect import connect, connect_async
 
 

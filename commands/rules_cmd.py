@@ -8,8 +8,8 @@ import click
 
 from alerts.careplans import coerce_override_value
 from alerts.rules_config import rules_history, set_rules, show_rules
-from homeward.cli.common import database
-from homeward.cli.output import emit
+from commands.common import database
+from commands.output import emit
 from homeward.db.connect import connect
 from homeward.errors import ValidationError
 

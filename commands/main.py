@@ -14,16 +14,16 @@ from typing import Any
 
 import click
 
-from homeward.cli.access_cmd import audit, token
-from homeward.cli.alerts_cmd import alerts
-from homeward.cli.bench_cmd import bench
-from homeward.cli.common import database, settings_from
-from homeward.cli.demo_cmd import demo
-from homeward.cli.news2_cmd import news2
-from homeward.cli.output import emit, emit_one
-from homeward.cli.rules_cmd import rules
-from homeward.cli.simulate_cmd import simulate
-from homeward.cli.teams_cmd import teams
+from commands.access_cmd import audit, token
+from commands.alerts_cmd import alerts
+from commands.bench_cmd import bench
+from commands.common import database, settings_from
+from commands.demo_cmd import demo
+from commands.news2_cmd import news2
+from commands.output import emit, emit_one
+from commands.rules_cmd import rules
+from commands.simulate_cmd import simulate
+from commands.teams_cmd import teams
 from homeward.config import Settings
 from homeward.db.connect import connect
 from homeward.errors import HomewardError
@@ -271,7 +271,7 @@ def run_until_signal(main: Any) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the service (ingest + HTTP) against the configured database and broker."""
-    from ingest.service import HomewardService
+    from service.wiring import HomewardService
 
     settings = settings_from(ctx)
     if settings.database_url is None or settings.mqtt_url is None:

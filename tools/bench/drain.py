@@ -21,11 +21,11 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 
-from homeward.bench.workload import READINGS_PER_MESSAGE
 from homeward.config import Settings
 from homeward.heap import restored_afterwards
 from homeward.mqtt import connect_properties, make_client
-from ingest.service import HomewardService
+from service.wiring import HomewardService
+from tools.bench.workload import READINGS_PER_MESSAGE
 
 
 @dataclass(frozen=True, slots=True)

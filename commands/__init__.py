@@ -1,0 +1,1 @@
+"""The command line, ``homeward …``: the top layer, over the service, the tools and the parts."""

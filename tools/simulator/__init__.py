@@ -1,0 +1,1 @@
+"""The simulated fleet: patients' devices publishing plausible readings (docs/simulator.md)."""
