@@ -78,8 +78,8 @@ ON CONFLICT (patient_id, rule_id, measured_at) DO NOTHING
 
 -- name: queue_feedback
 INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key)
-SELECT %(alert_id)s, 'feedback', b.device_id, %(payload)s,
-       'alert-' || %(alert_id)s || '-feedback-' || b.device_id
+SELECT %(alert_id)s::bigint, 'feedback', b.device_id, %(payload)s,
+       'alert-' || %(alert_id)s::bigint || '-feedback-' || b.device_id
 FROM device_bindings b
 WHERE b.patient_id = %(patient_id)s AND b.valid_to IS NULL
 ON CONFLICT (idempotency_key) DO NOTHING
