@@ -24,7 +24,13 @@ from api import actions, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from api.openapi import Operation, document
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
-from homeward.errors import Conflict, HomewardError, NotFound, ValidationError
+from homeward.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    HomewardError,
+    NotFound,
+    ValidationError,
+)
 
 log = logging.getLogger(__name__)
 POOL = web.AppKey("pool", AsyncConnectionPool)
@@ -89,7 +95,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(404, str(exc))
     except Conflict as exc:
         return _error(409, str(exc))
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable) as exc:
+        # The driver's error, or ours once a store has translated it (wrap_exceptions):
+        # either way the client may retry, and nothing of the request was committed.
         log.warning("API request failed, database unavailable: %s", exc)
         return _error(503, "the database is unavailable; try again shortly")
     except HomewardError as exc:
