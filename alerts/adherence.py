@@ -15,14 +15,14 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts.careplans import MissedConfig, effective_rules
+from alerts.careplans import DeviceSilenceConfig, MissedConfig, effective_rules
 from alerts.events import INSERT_EVENT, event
 from alerts.rules.missed import Schedule, device_silent, missed
 from homeward.db.queries import load_queries
@@ -31,31 +31,53 @@ from homeward.errors import ValidationError
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).with_name("adherence.sql"))
 
-# How often each kind of device is expected to report (spot devices daily).
-CADENCE_S: Mapping[str, float] = {"wearable": 120.0}
-DEFAULT_CADENCE_S = 86_400.0
+# Device kinds that stream (wearables); every other kind is a spot device (cuffs, scales,
+# meters). Their expected cadence is the patient's ``device_silence`` setting.
+CONTINUOUS_KINDS = frozenset({"wearable"})
 
 
-def schedules_for(conditions: list[str], overrides: Mapping[str, Any]) -> list[Schedule]:
+def _effective(conditions: list[str], overrides: Mapping[str, Any]) -> list[Any]:
     try:
         rules = effective_rules(conditions, overrides)
     except ValidationError:
         log.exception("stored rules no longer validate; adherence skipped for this patient")
         return []
-    out = []
-    for item in rules.values():
-        rule = item.rule
-        if isinstance(rule, MissedConfig) and rule.enabled:
-            hour, minute = (int(x) for x in rule.due.split(":"))
-            out.append(Schedule(rule.id, rule.metric, time(hour, minute), rule.tz, rule.grace_min))
-    return out
+    return [item.rule for item in rules.values() if item.rule.enabled]
+
+
+def schedules_for(conditions: list[str], overrides: Mapping[str, Any]) -> list[Schedule]:
+    return [r.to_rule() for r in _effective(conditions, overrides) if isinstance(r, MissedConfig)]
+
+
+def silences_for(conditions: list[str], overrides: Mapping[str, Any]) -> DeviceSilenceConfig | None:
+    """The patient's enabled ``device_silence`` rule, or ``None`` (no silence alerts)."""
+    found = [r for r in _effective(conditions, overrides) if isinstance(r, DeviceSilenceConfig)]
+    return found[0] if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the adherence pass checks for one patient."""
+
+    schedules: tuple[Schedule, ...]
+    silence: DeviceSilenceConfig | None
 
 
 @functools.lru_cache(maxsize=1024)
-def _schedules(conditions: tuple[str, ...], overrides_json: str) -> tuple[Schedule, ...]:
+def _plan(conditions: tuple[str, ...], overrides_json: str) -> Plan:
     """Patients share a handful of (conditions, overrides): resolve each once, not once
     per patient per pass (10,000 patients took 1.5 s of the event loop a minute)."""
-    return tuple(schedules_for(list(conditions), json.loads(overrides_json)))
+    overrides = json.loads(overrides_json)
+    return Plan(
+        tuple(schedules_for(list(conditions), overrides)),
+        silences_for(list(conditions), overrides),
+    )
+
+
+def expected_cadence_s(kind: str | None, config: DeviceSilenceConfig) -> float:
+    if kind in CONTINUOUS_KINDS:
+        return config.continuous_cadence_min * 60.0
+    return config.spot_cadence_h * 3600.0
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -102,16 +124,25 @@ def missed_candidates(
 
 
 def silence_candidates(
-    devices: Iterable[tuple[str, str | None, str | None, datetime | None, int]], now: datetime
+    devices: Iterable[tuple[str, str | None, str | None, datetime | None, int]],
+    now: datetime,
+    settings: Mapping[int, DeviceSilenceConfig | None],
 ) -> list[Candidate]:
+    """Silent or offline devices, judged by each patient's own ``device_silence`` rule: a
+    patient without one (disabled) gets no silence alerts; ``offline_alerts=false`` ignores
+    a device's own "offline" (its silence is still counted from its last message)."""
     out = []
     for device_id, kind, status, last_msg_at, pid in devices:
+        config = settings.get(pid)
+        if config is None:
+            continue
         silence = device_silent(
             device_id,
             last_seen=last_msg_at,
-            status=status,
-            expected_cadence_s=CADENCE_S.get(kind or "", DEFAULT_CADENCE_S),
+            status=status if config.offline_alerts else None,
+            expected_cadence_s=expected_cadence_s(kind, config),
             now=now,
+            factor=config.factor,
         )
         if silence is not None:
             out.append(
@@ -143,9 +174,11 @@ async def check(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         cur = conn.cursor()
         await cur.execute(Q["patients_with_rules"])
         schedules: dict[int, tuple[Schedule, ...]] = {}
+        silences: dict[int, DeviceSilenceConfig | None] = {}
         async for rows in _in_turns(cur):
             for pid, conditions, overrides in rows:
-                schedules[pid] = _schedules(tuple(sorted(conditions)), overrides)
+                plan = _plan(tuple(sorted(conditions)), overrides)
+                schedules[pid], silences[pid] = plan.schedules, plan.silence
         metrics = sorted({s.metric for ss in schedules.values() for s in ss})
         await cur.execute(
             Q["last_readings"], {"since": now - timedelta(days=3), "metrics": metrics}
@@ -160,7 +193,7 @@ async def check(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
             await asyncio.sleep(0)
         await cur.execute(Q["bound_devices"])
         async for rows in _in_turns(cur):
-            candidates += silence_candidates(rows, now)
+            candidates += silence_candidates(rows, now, silences)
         # Most candidates of a pass are already recorded: send only what moves an alert on
         # (the upsert still decides, so a concurrent worker cannot make it record twice).
         await cur.execute(Q["recorded_technical"], {"since": now - RESOLVED_KEPT})

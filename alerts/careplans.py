@@ -133,6 +133,10 @@ class SlopeRuleConfig(_MetricRuleConfig):
         )
 
 
+_EWMA_ONLY = ("lam", "limit_sigma", "min_delta")
+_CUSUM_ONLY = ("k_sigma", "h_sigma")
+
+
 class BaselineRuleConfig(_MetricRuleConfig):
     """Deviation from the patient's own baseline: EWMA (``lam``, ``limit_sigma``,
     ``min_delta``) or CUSUM (``k_sigma``, ``h_sigma``); ``recent_days`` is kept out of
@@ -158,6 +162,25 @@ class BaselineRuleConfig(_MetricRuleConfig):
             raise ValueError(
                 f"baseline_days + recent_days must be at most {HISTORY_DAYS} "
                 "(the history the engine keeps)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _settings_of_its_method(self) -> BaselineRuleConfig:
+        """A setting the chosen method does not use is refused, never saved without effect:
+        CUSUM has no λ, L or minimum change; EWMA has no k or h."""
+        unused = _EWMA_ONLY if self.method == "cusum" else _CUSUM_ONLY
+        fields = type(self).model_fields
+        wrong = [name for name in unused if getattr(self, name) != fields[name].default]
+        if wrong:
+            other = "ewma" if self.method == "cusum" else "cusum"
+            raise ValueError(
+                f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} {other} settings; "
+                f"with method={self.method} give "
+                + ", ".join(f"{name}={fields[name].default:g}" for name in wrong)
+                + " (or method="
+                + other
+                + ")"
             )
         return self
 

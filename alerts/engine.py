@@ -27,8 +27,7 @@ from alerts.careplans import (
     effective_rules,
 )
 from alerts.news2 import (
-    Band,
-    band_for,
+    alert_priority,
     consciousness_points,
     oxygen_points,
     pulse_points,
@@ -42,9 +41,11 @@ from alerts.rules.threshold import ThresholdRule, ThresholdState, beyond, evalua
 from alerts.rules.trend import (
     BaselineRule,
     ChangeRule,
+    CusumRule,
     SlopeRule,
     evaluate_baseline,
     evaluate_change,
+    evaluate_cusum_window,
     evaluate_slope,
 )
 from alerts.rules.types import Cleared, Priority, RuleHit
@@ -102,68 +103,34 @@ class CompiledRules:
 
 
 def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
+    """Each enabled rule built by its configuration's ``to_rule`` (alerts/careplans.py), so
+    every setting a clinician saves reaches the rule that decides."""
     out = CompiledRules()
-    changes: dict[str, list[ChangeRule]] = {}
-    slopes: dict[str, list[SlopeRule]] = {}
-    baselines: dict[str, list[BaselineRule]] = {}
+    trends: dict[str, list[tuple[int, TrendEvaluator, Any]]] = {}
     for effective in rules.values():
         r = effective.rule
         if not r.enabled:
             continue
         if isinstance(r, ThresholdConfig):
-            out.thresholds.setdefault(r.metric, []).append(
-                ThresholdRule(
-                    r.id,
-                    r.metric,
-                    r.direction,
-                    r.limit,
-                    Priority(r.priority),
-                    r.hysteresis,
-                    r.sustained_min * 60,
-                    r.metric,
-                    r.inclusive,
-                )
-            )
-        elif isinstance(r, ChangeConfig):
-            changes.setdefault(r.metric, []).append(
-                ChangeRule(r.id, r.metric, r.delta, r.window_h, r.direction, Priority(r.priority))
-            )
-        elif isinstance(r, SlopeConfig):
-            slopes.setdefault(r.metric, []).append(
-                SlopeRule(
-                    r.id,
-                    r.metric,
-                    r.per_day,
-                    r.window_days,
-                    r.min_points,
-                    r.direction,
-                    Priority(r.priority),
-                )
-            )
-        elif isinstance(r, BaselineConfig):
-            baselines.setdefault(r.metric, []).append(
-                BaselineRule(
-                    r.id,
-                    r.metric,
-                    r.baseline_days,
-                    r.recent_days,
-                    r.lam,
-                    r.limit_sigma,
-                    r.min_delta,
-                    r.min_points,
-                    r.direction,
-                    Priority(r.priority),
-                )
-            )
+            out.thresholds.setdefault(r.metric, []).append(r.to_rule())
+        elif isinstance(r, ChangeConfig | SlopeConfig | BaselineConfig):
+            rule = r.to_rule()
+            order, evaluator = _TREND_EVALUATORS[type(rule)]
+            trends.setdefault(r.metric, []).append((order, evaluator, rule))
         elif isinstance(r, News2Config):
             out.news2 = r
-    for metric in {*changes, *slopes, *baselines}:
-        out.trends[metric] = [
-            *((evaluate_change, rule) for rule in changes.get(metric, ())),
-            *((evaluate_slope, rule) for rule in slopes.get(metric, ())),
-            *((evaluate_baseline, rule) for rule in baselines.get(metric, ())),
-        ]
+    for metric, found in trends.items():
+        found.sort(key=lambda item: item[0])  # change, then slope, then baseline (stable)
+        out.trends[metric] = [(evaluator, rule) for _, evaluator, rule in found]
     return out
+
+
+_TREND_EVALUATORS: dict[type, tuple[int, TrendEvaluator]] = {
+    ChangeRule: (0, evaluate_change),
+    SlopeRule: (1, evaluate_slope),
+    BaselineRule: (2, evaluate_baseline),
+    CusumRule: (2, evaluate_cusum_window),
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -366,7 +333,14 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
             spo2.charted_on_oxygen = oxygen
         total += spo2.points
         three = three or spo2.points == 3
-    if band_for(total, three) is Band.LOW:
+    priority = alert_priority(
+        total,
+        three,
+        amber_at=config.amber_at,
+        red_at=config.red_at,
+        alert_on_single_3=config.single_parameter_3,
+    )
+    if priority is None:
         return None
     score = score_points(
         {
@@ -380,7 +354,7 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
         rule_id=config.id,
         kind="news2",
         metric=None,
-        priority=Priority.RED if score.band is Band.HIGH else Priority.AMBER,
+        priority=Priority(priority),
         value=float(score.score),
         measured_at=datetime.fromtimestamp(t, UTC),
         direction="high",
@@ -390,5 +364,8 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
             "missing": list(score.missing),
             "band": score.band.value,
             "partial": score.partial,
+            "amber_at": config.amber_at,
+            "red_at": config.red_at,
+            "single_parameter_3": config.single_parameter_3,
         },
     )

@@ -206,6 +206,26 @@ def band_for(score: int, single_parameter_3: bool) -> Band:
     return Band.LOW
 
 
+def alert_priority(
+    score: int,
+    single_parameter_3: bool,
+    *,
+    amber_at: int = 5,
+    red_at: int = 7,
+    alert_on_single_3: bool = True,
+) -> str | None:
+    """Which alert a score raises under a patient's NEWS2 rule: ``"red"`` from ``red_at``
+    (RCP: 7 or more, emergency assessment), ``"amber"`` from ``amber_at`` (RCP: 5–6, urgent
+    review) or — with ``alert_on_single_3`` — for a 3 in any single parameter (RCP:
+    low-medium, urgent response); ``None`` below all of them. The defaults are the RCP
+    bands; the reported band (:func:`band_for`) is always the RCP one."""
+    if score >= red_at:
+        return "red"
+    if score >= amber_at or (alert_on_single_3 and single_parameter_3):
+        return "amber"
+    return None
+
+
 def score_news2(v: VitalSet) -> News2Score:
     """Score the parameters present in ``v``; the rest are listed as missing, never 0."""
     _check_scale(v.spo2_scale)

@@ -289,6 +289,24 @@ def evaluate_cusum(
     return CusumState(high, low, last_t, at_last), tuple(hits)
 
 
+def evaluate_cusum_window(
+    rule: CusumRule, times: Array, values: Array, now: float | None = None
+) -> RuleHit | None:
+    """CUSUM as the rule engine runs it: recomputed from the start of the window it is
+    given (the engine keeps 35 days) on every evaluation, so the decision is a function of
+    the stored readings alone — the same on any worker, after any restart, in any arrival
+    order. The alarm is the newest sample's: a hit only if the sums cross h at that
+    sample (they reset after every alarm, so the next one needs fresh evidence). Each
+    sample costs one baseline mean and σ: meant for spot readings (a few a day)."""
+    n = _end(times, now)
+    if n == 0:
+        return None
+    _, hits = evaluate_cusum(CusumState(), rule, times[:n], values[:n])
+    if hits and hits[-1].measured_at == utc(times.item(n - 1)):
+        return hits[-1]
+    return None
+
+
 def _cusum_hit(rule: CusumRule, t: float, x: float, mean: float, sd: float, s: float) -> RuleHit:
     way = "above" if s > 0 else "below"
     return _hit(
