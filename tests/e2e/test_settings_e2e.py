@@ -113,17 +113,17 @@ async def test_device_silence_set_on_the_cli_is_used_by_the_next_pass(
             db_url, "SELECT count(*) FROM alerts WHERE rule_id LIKE 'device_silent:%'"
         )
 
-    async with await psycopg.AsyncConnection.connect(db_url) as conn:
-        await check(conn, at + timedelta(hours=30))  # under 2 × 24 h: not silent
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        await check(aconn, at + timedelta(hours=30))  # under 2 × 24 h: not silent
         assert silent() == 0
         assert rules_set("device_silence", "spot_cadence_h=12") == (0, "")
-        await check(conn, at + timedelta(hours=30))  # over 2 × 12 h
+        await check(aconn, at + timedelta(hours=30))  # over 2 × 12 h
         assert silent() == 1
     with psycopg.connect(db_url) as conn:
         conn.execute("UPDATE alerts SET state = 'resolved', resolved_at = now()")
         conn.execute("UPDATE devices SET status = 'offline'")
         conn.commit()
     assert rules_set("device_silence", "enabled=false") == (0, "")
-    async with await psycopg.AsyncConnection.connect(db_url) as conn:
-        await check(conn, at + timedelta(days=3))
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        await check(aconn, at + timedelta(days=3))
     assert count_rows(db_url, "SELECT count(*) FROM alerts WHERE state <> 'resolved'") == 0
