@@ -42,7 +42,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 when the database answers and the broker is connected; 503 otherwise."""
+    """200 when the database answers, the broker is connected and the service names no
+    problem (a failing, hung or stopped timer…); 503 otherwise, with ``problems`` naming
+    each part that is not working."""
     status = request.app[STATUS]()
     database = False
     db_error = None
@@ -58,12 +60,18 @@ async def health(request: web.Request) -> web.Response:
     except Exception as exc:  # any failure means "not healthy"; the reason is reported
         db_error = str(exc)
     mqtt = bool(status.get("mqtt", {}).get("connected"))
-    healthy = database and mqtt
+    problems = [
+        *([] if database else [f"database: {db_error}"]),
+        *([] if mqtt else ["broker: not connected"]),
+        *status.get("problems", []),  # the parts the service names (timers, …)
+    ]
+    healthy = not problems
     body = {
         "status": "ok" if healthy else "degraded",
         "database": {"connected": database, "error": db_error},
         "notifications_failing": failing,  # a failing channel is visible, never silent
         **status,
+        "problems": problems,
         "time": time.time(),
     }
     return web.json_response(body, status=200 if healthy else 503)

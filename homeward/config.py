@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     escalation_tick_s: float = Field(
         default=1.0, ge=0, description="how often due escalation steps are fired; 0 turns it off"
     )
+    timer_stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a timer run in progress this long, or no run this long after its"
+        " interval, makes /health degraded naming the timer",
+    )
     smtp_url: str | None = Field(default=None, description="smtp://user:pass@host:port")
     mail_from: str = "homeward@localhost"
 

@@ -18,7 +18,7 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from alerts.jobs import start_scheduler
+from alerts.jobs import Timers
 from alerts.notify import Senders
 from alerts.store import RuleStage
 from api.app import create_app
@@ -63,6 +63,7 @@ class HomewardService:
             pause=self.source.pause,
             resume=self.source.resume,
         )
+        self.timers: Timers | None = None
         self.http_port: int | None = None
         self.warmed_patients = 0
         self.warm_s = 0.0
@@ -73,8 +74,15 @@ class HomewardService:
     def _on_connected(self, generation: int) -> None:
         self.pipeline.on_new_connection(generation)
 
+    def problems(self) -> list[str]:
+        """The parts that do not keep their promise now, each named (``/health``)."""
+        found = self.timers.problems() if self.timers else {}
+        return [f"timer {name}: {problem}" for name, problem in sorted(found.items())]
+
     def status(self) -> dict[str, Any]:
         return {
+            "problems": self.problems(),
+            "timers": self.timers.status() if self.timers else {},
             "mqtt": dataclasses.asdict(self.source.stats),
             "ingest": {**dataclasses.asdict(self.pipeline.stats), "pending": self.pipeline.pending},
             "rules": {
@@ -106,12 +114,14 @@ class HomewardService:
         s = self.settings
         pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=POOL_MAX_SIZE, open=False)
         await pool.open()
-        scheduler = start_scheduler(
+        self.timers = Timers(
             pool,
             adherence_interval_s=s.adherence_interval_s if self.rules else 0,
             escalation_tick_s=s.escalation_tick_s,
             senders=Senders(s.smtp_url, s.mail_from, publish_feedback=self.source.publish_feedback),
+            stall_s=s.timer_stall_s,
         )
+        self.timers.start()
         runner = web.AppRunner(create_app(pool, self.status), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port)
@@ -143,6 +153,6 @@ class HomewardService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.store.close()
-            scheduler.shutdown(wait=False)
+            await self.timers.stop(timeout_s=2)
             await runner.cleanup()
             await pool.close()

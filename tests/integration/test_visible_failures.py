@@ -5,6 +5,7 @@ fails or hangs makes /health degraded naming it, while ingest and the API carry 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,15 @@ from alerts import escalation_store
 from alerts.teams import load_org_file
 from api.tokens import issue_token
 from devices.registry import add_device, add_patient
-from support import count_rows, make_settings, purge_session, running_service
+from support import (
+    Publisher,
+    async_wait_until,
+    count_rows,
+    make_settings,
+    purge_session,
+    reading_payload,
+    running_service,
+)
 
 EXAMPLE = (Path(__file__).parents[2] / "deploy" / "teams.example.yaml").read_text()
 NHS = "9434765919"
@@ -97,3 +106,90 @@ async def test_the_database_lost_under_an_action_is_a_503_and_the_next_one_works
     finally:
         purge_session(settings)
     assert count_rows(db_url, "SELECT count(*) FROM alerts WHERE state = 'acknowledged'") == 1
+
+
+async def health(http: aiohttp.ClientSession, port: int | None) -> tuple[int, dict[str, Any]]:
+    async with http.get(f"http://127.0.0.1:{port}/health") as r:
+        return r.status, await r.json()
+
+
+async def wait_for_health(
+    http: aiohttp.ClientSession, port: int | None, want: Callable[[int, dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        status, body = await health(http, port)
+        if want(status, body):
+            return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_a_failing_timer_is_named_by_health_and_everything_else_carries_on(
+    db_url: str, broker_url: str
+) -> None:
+    seed_alert(db_url)
+    settings = make_settings(
+        db_url, broker_url, escalation_tick_s=0.2, adherence_interval_s=0.3, timer_stall_s=1
+    )
+    publisher = Publisher(broker_url)
+    try:
+        async with running_service(settings) as service, aiohttp.ClientSession() as http:
+            port = service.http_port
+            body = await wait_for_health(
+                http, port, lambda s, b: s == 200 and b["timers"]["escalation"]["runs"] > 0
+            )
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE escalation_steps RENAME TO escalation_steps_away")
+            body = await wait_for_health(http, port, lambda s, b: s == 503)
+            assert len(body["problems"]) == 1, body["problems"]
+            assert body["problems"][0].startswith("timer escalation: its last")
+            assert "UndefinedTable" in body["problems"][0]
+            assert body["timers"]["escalation"]["ok"] is False
+            assert body["timers"]["adherence"]["ok"] is True
+            assert body["database"]["connected"]
+            assert body["mqtt"]["connected"]
+            # Ingest and the rules carry on.
+            publisher.publish(
+                settings.readings_topic("bp-1"),
+                reading_payload("while-failing", [("systolic_bp", 128, "mm[Hg]")]),
+            )
+            await async_wait_until(lambda: count_rows(db_url) == 1, what="reading stored")
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE escalation_steps_away RENAME TO escalation_steps")
+            body = await wait_for_health(http, port, lambda s, b: s == 200)
+            assert body["problems"] == []
+            assert body["timers"]["escalation"]["failures"] == 0
+    finally:
+        publisher.close()
+        purge_session(settings)
+
+
+async def test_a_hung_timer_is_named_by_health_until_it_runs_again(
+    db_url: str, broker_url: str
+) -> None:
+    seed_alert(db_url)
+    settings = make_settings(db_url, broker_url, escalation_tick_s=0.2, timer_stall_s=1)
+    try:
+        async with running_service(settings) as service, aiohttp.ClientSession() as http:
+            port = service.http_port
+            await wait_for_health(
+                http, port, lambda s, b: s == 200 and b["timers"]["escalation"]["runs"] > 0
+            )
+            with psycopg.connect(db_url) as locker:
+                # Every escalation run now waits for this lock: the timer hangs.
+                locker.execute("LOCK TABLE escalation_steps IN ACCESS EXCLUSIVE MODE")
+                body = await wait_for_health(http, port, lambda s, b: s == 503)
+                assert body["problems"][0].startswith(
+                    "timer escalation: a run has been in progress for"
+                ), body["problems"]
+                runs = body["timers"]["escalation"]["runs"]
+                async with http.get(f"http://127.0.0.1:{port}/api/v1/openapi.json") as r:
+                    assert r.status == 200  # the API answers meanwhile
+                locker.rollback()
+            body = await wait_for_health(
+                http, port, lambda s, b: s == 200 and b["timers"]["escalation"]["runs"] > runs
+            )
+            assert body["timers"]["escalation"]["problem"] is None
+    finally:
+        purge_session(settings)
