@@ -3,9 +3,11 @@
 ``evaluate`` is a function of the engine's state and the batch: it processes readings in
 (patient, time) order, so the decisions do not depend on how readings were split into
 batches or interleaved between patients. The state is rebuilt from the database for a
-patient the engine has not seen (a restarted worker decides as one that never stopped)
-and whenever the patient's rules change. Late readings update the history windows but
-never raise an alert as if current: they become items for review instead.
+patient the engine has not seen (a restarted worker decides as one that never stopped),
+whenever the patient's rules or conditions change, and whenever another worker evaluated
+the patient since this one did (the patient's ``seq``, see alerts/store.py): so any
+number of workers decide as one. Late readings update the history windows but never
+raise an alert as if current: they become items for review instead.
 """
 
 from __future__ import annotations
@@ -141,11 +143,24 @@ def _compiled(conditions: tuple[str, ...], overrides_json: str) -> CompiledRules
     return compile_rules(effective_rules(conditions, json.loads(overrides_json)))
 
 
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """What a patient's in-memory state was built from: the rule state's ``seq`` (bumped
+    by every batch that evaluated the patient, whichever worker), the version of the
+    patient's rule overrides and their conditions."""
+
+    seq: int
+    version: int
+    conditions: tuple[str, ...]
+
+
 @dataclass
 class PatientState:
     patient_id: int
     version: int
     rules: CompiledRules
+    seq: int = 0
+    conditions: tuple[str, ...] = ()
     series: dict[str, Series] = field(default_factory=dict)
     thresholds: dict[str, ThresholdState] = field(default_factory=dict)
     news2_latest: dict[str, _Latest] = field(default_factory=dict)
@@ -174,33 +189,49 @@ class PatientSnapshot:
     overrides: Mapping[str, Mapping[str, Any]]
     history: Iterable[tuple[str, datetime, float, bool | None, str | None]]
     breached_rules: frozenset[str]
+    seq: int = 0
 
 
 class RuleEngine:
     def __init__(self) -> None:
         self.patients: dict[int, PatientState] = {}
 
-    def needs(self, versions: Mapping[int, int]) -> list[int]:
-        """Patients to (re)load: unknown, or whose rules changed since loaded."""
-        return [
-            pid
-            for pid, version in versions.items()
-            if pid not in self.patients or self.patients[pid].version != version
-        ]
+    def needs(self, current: Mapping[int, Freshness]) -> list[int]:
+        """Patients to (re)load: unknown, whose rules or conditions changed since loaded,
+        or whom another worker evaluated since (their ``seq`` moved on)."""
+        out = []
+        for pid, fresh in current.items():
+            state = self.patients.get(pid)
+            if (
+                state is None
+                or state.seq != fresh.seq
+                or state.version != fresh.version
+                or state.conditions != tuple(sorted(fresh.conditions))
+            ):
+                out.append(pid)
+        return out
+
+    def advance(self, seqs: Mapping[int, int]) -> None:
+        """This worker's batch moved these patients on to ``seq`` (committed with it)."""
+        for pid, seq in seqs.items():
+            state = self.patients.get(pid)
+            if state is not None:
+                state.seq = seq
 
     def load(self, snapshot: PatientSnapshot) -> None:
-        rules = _compiled(
-            tuple(sorted(snapshot.conditions)), json.dumps(snapshot.overrides, sort_keys=True)
-        )
-        state = PatientState(snapshot.patient_id, snapshot.version, rules)
+        conditions = tuple(sorted(snapshot.conditions))
+        rules = _compiled(conditions, json.dumps(snapshot.overrides, sort_keys=True))
+        state = PatientState(snapshot.patient_id, snapshot.version, rules, snapshot.seq, conditions)
         for metric, at, value, oxygen, consciousness in snapshot.history:
             t = at.timestamp()
             state.series_for(metric).add(t, value)
             _remember_news2(state, metric, t, value, oxygen, consciousness)
-        for metric_rules in rules.thresholds.values():
+        for metric, metric_rules in rules.thresholds.items():
+            series = state.series.get(metric)
             for rule in metric_rules:
-                if rule.rule_id in snapshot.breached_rules:
-                    state.thresholds[rule.rule_id] = ThresholdState(breached=True)
+                state.thresholds[rule.rule_id] = _threshold_state(
+                    rule, series, rule.rule_id in snapshot.breached_rules
+                )
         self.patients[snapshot.patient_id] = state
 
     def forget(self, patient_ids: Iterable[int]) -> None:
@@ -259,6 +290,28 @@ class RuleEngine:
 
 
 _INSIDE = ThresholdState()
+
+
+def _threshold_state(rule: ThresholdRule, series: Series | None, breached: bool) -> ThresholdState:
+    """A threshold rule's state rebuilt from the stored window, as a worker that saw every
+    reading has it: breached as the open alert says, the newest time seen (an older
+    reading then stays out of order) and, for a sustained rule, when the current run
+    beyond the limit began (walking back while beyond, with no gap longer than allowed)."""
+    if series is None or len(series) == 0:
+        return ThresholdState(breached=breached)
+    times, values = series.times, series.values
+    last = datetime.fromtimestamp(float(times[-1]), UTC)
+    since = None
+    if rule.sustained_s > 0:
+        max_gap = rule.sustained_s if rule.max_gap_s is None else rule.max_gap_s
+        i = len(times) - 1
+        while i >= 0 and beyond(rule, float(values[i])):
+            if i < len(times) - 1 and float(times[i + 1] - times[i]) > max_gap:
+                break
+            i -= 1
+        if i < len(times) - 1:
+            since = datetime.fromtimestamp(float(times[i + 1]), UTC)
+    return ThresholdState(breached, since, last)
 
 
 def _remember_news2(

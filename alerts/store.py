@@ -12,12 +12,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts.engine import HISTORY_S, Decisions, Observation, PatientSnapshot, RuleEngine
+from alerts.engine import (
+    HISTORY_S,
+    Decisions,
+    Freshness,
+    Observation,
+    PatientSnapshot,
+    RuleEngine,
+)
 from alerts.events import INSERT_EVENT, event
 from alerts.feedback import feedback_for
 from alerts.rules.types import Priority, RuleHit
@@ -28,13 +35,20 @@ _WARM_CHUNK = 2_000  # patients loaded per round of queries at start-up
 Cursor = psycopg.AsyncCursor[Any]
 
 
+ReadingKey = tuple[str, str, str, datetime]  # device, message id, metric, time
+
+
 async def refresh_patients(
-    cur: Cursor, engine: RuleEngine, patient_ids: Iterable[int], now: datetime
+    cur: Cursor,
+    engine: RuleEngine,
+    current: dict[int, Freshness],
+    now: datetime,
+    evaluating: frozenset[ReadingKey] = frozenset(),
 ) -> None:
-    """Load the patients the engine lacks, or whose rules changed."""
-    ids = sorted(set(patient_ids))
-    await cur.execute(Q["rule_versions"], {"ids": ids})
-    stale = engine.needs({int(pid): int(version) for pid, version in await cur.fetchall()})
+    """(Re)load the patients whose in-memory state is not ``current``. Their windows are
+    read from the database without the readings about to be evaluated (``evaluating``:
+    this batch's, already inserted in this transaction), so none is counted twice."""
+    stale = engine.needs(current)
     if not stale:
         return
     await cur.execute(Q["patient_rule_inputs"], {"ids": stale})
@@ -45,7 +59,9 @@ async def refresh_patients(
     history: dict[int, list[tuple[str, datetime, float, bool | None, str | None]]] = defaultdict(
         list
     )
-    for pid, metric, at, value, oxygen, consciousness in await cur.fetchall():
+    for pid, metric, at, value, oxygen, consciousness, device, msg in await cur.fetchall():
+        if evaluating and (device, msg, metric, at) in evaluating:
+            continue
         history[pid].append((metric, at, value, oxygen, consciousness))
     await cur.execute(Q["breached_rules"], {"ids": stale})
     breached: dict[int, set[str]] = defaultdict(set)
@@ -54,9 +70,23 @@ async def refresh_patients(
     for pid, _team, conditions, version, overrides in inputs:
         engine.load(
             PatientSnapshot(
-                pid, version, tuple(conditions), overrides, history[pid], frozenset(breached[pid])
+                pid,
+                version,
+                tuple(conditions),
+                overrides,
+                history[pid],
+                frozenset(breached[pid]),
+                current[pid].seq,
             )
         )
+
+
+async def _freshness(cur: Cursor, query: str, ids: list[int]) -> dict[int, Freshness]:
+    await cur.execute(Q[query], {"ids": ids})
+    return {
+        int(pid): Freshness(int(seq), int(version), tuple(conditions))
+        for pid, seq, version, conditions in await cur.fetchall()
+    }
 
 
 def _upsert_params(m: MergedHit) -> dict[str, Any]:
@@ -190,6 +220,15 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
     return len(decisions.hits)
 
 
+class StoredObservation(Observation, Protocol):
+    """A stored reading: an observation with the key that names its row."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def msg_id(self) -> str: ...
+
+
 class RuleStage:
     """Runs inside the ingest transaction, after the readings are inserted."""
 
@@ -197,9 +236,18 @@ class RuleStage:
         self.engine = engine or RuleEngine()
         self.alerts_written = 0
 
-    async def __call__(self, cur: Cursor, stored: Sequence[Observation], now: datetime) -> None:
-        await refresh_patients(cur, self.engine, {r.patient_id for r in stored}, now)
-        self.alerts_written += await write_decisions(cur, self.engine.evaluate(stored))
+    async def __call__(
+        self, cur: Cursor, stored: Sequence[StoredObservation], now: datetime
+    ) -> None:
+        """Lock the batch's patients' rule state, reload any window another worker moved
+        on (or whose rules changed), evaluate, write the decisions — all in the batch's
+        transaction, so the next worker to lock a patient sees them with its readings."""
+        current = await _freshness(cur, "lock_rule_state", sorted({r.patient_id for r in stored}))
+        keys = frozenset((r.device_id, r.msg_id, r.metric, r.time) for r in stored)
+        await refresh_patients(cur, self.engine, current, now, keys)
+        decisions = self.engine.evaluate(stored)
+        self.engine.advance({pid: fresh.seq + 1 for pid, fresh in current.items()})
+        self.alerts_written += await write_decisions(cur, decisions)
 
     async def warm(self, conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         """Load every patient who has a device bound now, in chunks, before readings flow:
@@ -209,7 +257,9 @@ class RuleStage:
             await cur.execute(Q["bound_patients"])
             ids = [int(pid) for (pid,) in await cur.fetchall()]
             for start in range(0, len(ids), _WARM_CHUNK):
-                await refresh_patients(cur, self.engine, ids[start : start + _WARM_CHUNK], now)
+                chunk = ids[start : start + _WARM_CHUNK]
+                current = await _freshness(cur, "rule_versions", chunk)
+                await refresh_patients(cur, self.engine, current, now)
         return len(ids)
 
     def rolled_back(self, stored: list[Any]) -> None:

@@ -1,7 +1,25 @@
 -- name: rule_versions
-SELECT p.patient_id, COALESCE(r.version, 0) AS version
+-- What each patient's state is built from, read without locking (warming up).
+SELECT p.patient_id, COALESCE(s.seq, 0) AS seq, COALESCE(r.version, 0) AS version,
+       p.conditions
 FROM patients p LEFT JOIN patient_rules r USING (patient_id)
+LEFT JOIN patient_rule_state s USING (patient_id)
 WHERE p.patient_id = ANY(%(ids)s)
+
+-- name: lock_rule_state
+-- The batch's patients, locked in patient id order (two workers never deadlock) until the
+-- batch commits, each ``seq`` bumped: a worker that waited here sees the other's readings
+-- and its new ``seq``. Returns the ``seq`` before this batch (what the window must have
+-- been built at to be current), the rules' version and the conditions.
+WITH bumped AS (
+    UPDATE patient_rule_state s SET seq = s.seq + 1
+    WHERE s.patient_id IN (SELECT patient_id FROM patient_rule_state
+                           WHERE patient_id = ANY(%(ids)s)
+                           ORDER BY patient_id FOR NO KEY UPDATE)
+    RETURNING s.patient_id, s.seq - 1 AS seq
+)
+SELECT b.patient_id, b.seq, COALESCE(r.version, 0) AS version, p.conditions
+FROM bumped b JOIN patients p USING (patient_id) LEFT JOIN patient_rules r USING (patient_id)
 
 -- name: bound_patients
 SELECT DISTINCT patient_id FROM device_bindings WHERE valid_to IS NULL ORDER BY patient_id
@@ -13,8 +31,9 @@ FROM patients p LEFT JOIN patient_rules r USING (patient_id)
 WHERE p.patient_id = ANY(%(ids)s)
 
 -- name: patient_history
--- The windows a restarted worker needs: 35 days, newest 4096 per patient and metric.
-SELECT patient_id, metric, time, value, on_oxygen, consciousness
+-- The windows a restarted worker needs: 35 days, newest 4096 per patient and metric (the
+-- caller leaves out the readings it is about to evaluate: device_id and msg_id name them).
+SELECT patient_id, metric, time, value, on_oxygen, consciousness, device_id, msg_id
 FROM (
     SELECT r.*, row_number() OVER (PARTITION BY patient_id, metric ORDER BY time DESC) AS n
     FROM readings r

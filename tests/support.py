@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -138,3 +139,15 @@ async def running_service(settings: Settings) -> AsyncIterator[HomewardService]:
     finally:
         stop.set()
         await task
+
+
+EXAMPLE_ORG = Path(__file__).parents[1] / "deploy" / "teams.example.yaml"
+
+
+def load_example_org(conn: psycopg.Connection[Any]) -> None:
+    """The example organisation (teams deal, dover, …): patients are enrolled into its teams."""
+    from alerts.escalation_store import load_organisation
+    from alerts.teams import load_org_file
+
+    text = EXAMPLE_ORG.read_text(encoding="utf-8")
+    load_organisation(conn, load_org_file(text), text)
