@@ -31,6 +31,7 @@ from homeward.nhs import normalise_nhs_number
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_READINGS = 32
+MAX_DEVICE_SEQ = 2**63 - 1  # PostgreSQL bigint
 
 
 class _Strict(BaseModel):
@@ -56,31 +57,65 @@ class MessageIn(_Strict):
     msg_id: str = Field(min_length=1, max_length=128)
     measured_at: str = Field(min_length=10, max_length=40)
     readings: list[ReadingIn] = Field(min_length=1, max_length=MAX_READINGS)
-    device_seq: int | None = Field(default=None, ge=0)
-    battery: float | None = Field(default=None, ge=0, le=100)
+    device_seq: int | None = Field(default=None, ge=0, le=MAX_DEVICE_SEQ)
+    battery: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
     firmware: str | None = Field(default=None, max_length=64)
     context: ContextIn | None = None
     patient_id: str | None = Field(default=None, max_length=16)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem of a validation error, where it is, and how many more."""
     first = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "payload"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {first['msg']}{more}"
 
 
+def battery_percent(value: float | None) -> float | None:
+    """A battery level as stored: to 0.1 %. The column is ``real``, which refuses a
+    non-zero value below about 1e-45 (``1e-300`` would fail the whole batch)."""
+    return None if value is None else round(value, 1)
+
+
+# RFC 3339 section 5.6 date-time, nothing else of ISO 8601 (no week dates, no basic
+# format, no comma, no offset in seconds); the offset is required.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # \d is 0-9 only, not every script's digits
+)
+
+
 def parse_measured_at(text: str) -> datetime | str:
-    """A UTC datetime, or the reason the text is not an RFC 3339 time with an offset."""
+    """A UTC datetime, or the reason the text is not an RFC 3339 time with an offset.
+
+    Every value returned can be stored (PostgreSQL's ``timestamptz`` covers all of
+    Python's years 1–9999): a local time whose UTC instant falls outside years 1–9999
+    (``0001-01-01T00:00:00+14:00``) is refused here, not left to overflow later.
+    Fractions beyond microseconds are truncated, as PostgreSQL would round them.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        if _RFC3339.fullmatch(text + "T00:00:00Z"):
+            return f"measured_at {text!r} has no time of day"
+        if _RFC3339.fullmatch(text + "Z"):
+            return f"measured_at {text!r} has no time zone offset"
+        return f"measured_at {text!r} is not an RFC 3339 date-time with an offset"
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, zulu, sign, off_h, off_m = match.groups()[6:]
+    if second == 60:
+        return f"measured_at {text!r} is a leap second, which cannot be stored; send :59"
+    if zulu is None and (int(off_h) > 23 or int(off_m) > 59):
+        return f"measured_at {text!r} has an offset beyond ±23:59"
+    offset = timedelta(0) if zulu else timedelta(hours=int(off_h), minutes=int(off_m))
+    micros = int((fraction or ".")[1:7].ljust(6, "0"))
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return f"measured_at {text!r} is not an RFC 3339 date-time"
-    if "T" not in text.upper():
-        return f"measured_at {text!r} has no time of day"
-    if parsed.tzinfo is None:
-        return f"measured_at {text!r} has no time zone offset"
-    return parsed.astimezone(UTC)
+        local = datetime(year, month, day, hour, minute, second, micros)
+        utc = local - offset if sign != "-" else local + offset
+    except (ValueError, OverflowError) as exc:
+        return f"measured_at {text!r} is not a valid date-time ({exc})"
+    return utc.replace(tzinfo=UTC)
 
 
 def parse_reading_message(
@@ -138,7 +173,7 @@ def parse_reading_message(
     try:
         message = MessageIn.model_validate(doc)
     except ValidationError as exc:
-        return Rejection(RejectReason.SCHEMA, _describe(exc), device_id, msg_id)
+        return Rejection(RejectReason.SCHEMA, describe_validation_error(exc), device_id, msg_id)
     return _to_domain(message, device_id, now, future_tolerance_s)
 
 
@@ -210,7 +245,7 @@ def _to_domain(
         readings=tuple(readings),
         context=context,
         device_seq=message.device_seq,
-        battery=message.battery,
+        battery=battery_percent(message.battery),
         firmware=message.firmware,
         patient_nhs_number=patient,
     )

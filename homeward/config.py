@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     )
     db_retry_max_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=30_000, ge=100)
+    ingest_stall_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="/health says degraded when messages have waited this long with no COMMIT",
+    )
 
     adherence_interval_s: float = Field(
         default=60.0,

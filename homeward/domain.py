@@ -74,6 +74,7 @@ class RejectReason(StrEnum):
     PATIENT_MISMATCH = "patient_mismatch"
     UNSTORABLE_TEXT = "unstorable_text"
     STORAGE_ERROR = "storage_error"
+    PARSER_ERROR = "parser_error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from homeward.config import Settings
 from homeward.domain import DeviceMessage, Rejection, RejectReason
 from ingest.activity import ActivityBuffer, DeviceActivity
 from ingest.mqtt_source import Inbound, backoff_s
+from ingest.progress import Progress, ProgressWatch
 from ingest.status import StatusUpdate, parse_status_message
 from ingest.writer import BatchResult, BatchStore, Item, StoredReading
 
@@ -51,6 +52,11 @@ class PipelineStats:
     last_error: str | None = None
     max_pending: int = 0
     deferred: int = 0
+    batches_split: int = 0  # batches the database refused, split to isolate the message
+    isolated: int = 0  # messages the database refused, quarantined as storage_error
+    unstorable: int = 0  # refused even as a quarantine row: acknowledged and lost (a bug)
+    activity_dropped: int = 0  # device activity rows the database refused (a bug)
+    parser_errors: int = 0  # messages a validator failed on (a bug), quarantined
 
 
 class IngestPipeline:
@@ -63,6 +69,7 @@ class IngestPipeline:
         handlers: tuple[Handler, ...] = (),
         pause: Callable[[], None] = lambda: None,
         resume: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s = settings
         self._store = store
@@ -80,11 +87,17 @@ class IngestPipeline:
         self._idle.set()
         self._activity = ActivityBuffer()
         self._status_prefix = f"{settings.topic_root}/devices/"
+        self._in_flight = 0  # messages of the batch being written
         self.stats = PipelineStats()
+        self.progress = ProgressWatch(settings.ingest_stall_after_s, clock)
 
     @property
     def pending(self) -> int:
         return len(self._parsed) + len(self._pending)
+
+    def progress_now(self) -> Progress:
+        """Whether ingest makes progress while messages wait (the watchdog)."""
+        return self.progress.read(self.pending + self._in_flight)
 
     # ---- inbound (event loop thread) ---------------------------------------------------
 
@@ -97,6 +110,7 @@ class IngestPipeline:
             self.stats.deferred += 1
             return
         self._pending.append(inbound)
+        self.progress.work_arrived()
         size = self.pending
         self.stats.max_pending = max(self.stats.max_pending, size)
         self._has_items.set()
@@ -108,7 +122,20 @@ class IngestPipeline:
             self._pause()
 
     def _parse(self, inbound: Inbound) -> Item:
-        """Validate one message (pure) and note its device's activity."""
+        """Validate one message (pure) and note its device's activity. Whatever the
+        validators do, the message becomes an item: a bug in them quarantines the
+        message (``parser_error``) instead of stopping ingest."""
+        try:
+            return self._validate(inbound)
+        except Exception as exc:
+            self.stats.parser_errors += 1
+            log.exception("validating a message on %r failed", inbound.topic[:200])
+            return Item(
+                inbound,
+                Rejection(RejectReason.PARSER_ERROR, f"validation failed: {exc!r}"[:500]),
+            )
+
+    def _validate(self, inbound: Inbound) -> Item:
         if inbound.topic.endswith("/status") and inbound.topic.startswith(self._status_prefix):
             # Acknowledged with the batch it lands in; retained, so resent on resubscribe.
             return Item(inbound, self._record_status(inbound))
@@ -128,15 +155,11 @@ class IngestPipeline:
             self._activity.note_message(parsed.device_id, now, parsed.battery, parsed.firmware)
         return Item(inbound, parsed, late)
 
-    def _record_status(self, inbound: Inbound) -> StatusUpdate | Rejection:
+    def _record_status(self, inbound: Inbound) -> StatusUpdate | Rejection | None:
         update = parse_status_message(inbound.topic, inbound.payload, self._s.topic_root)
-        if update is None:
-            return Rejection(
-                RejectReason.SCHEMA,
-                'a status message must be "online", "offline" or {"status": ...}',
-            )
-        at = datetime.fromtimestamp(inbound.received_at, UTC)
-        self._activity.note_status(update.device_id, at, update.status, update.battery)
+        if isinstance(update, StatusUpdate):
+            at = datetime.fromtimestamp(inbound.received_at, UTC)
+            self._activity.note_status(update.device_id, at, update.status, update.battery)
         return update
 
     def on_new_connection(self, generation: int) -> None:
@@ -147,6 +170,8 @@ class IngestPipeline:
         if self._paused and self.pending < self._high_water // 2:
             self._paused = False
             self._resume()
+        if not self.pending and not self._in_flight:
+            self.progress.idle()
         if dropped := before - self.pending:
             log.info("dropping %d queued messages of an earlier connection", dropped)
 
@@ -200,7 +225,11 @@ class IngestPipeline:
             log.error("stopping with %d messages unstored (the broker keeps them)", self.pending)
 
     async def _store_and_ack(self, batch: list[Item]) -> None:
-        result = await self._store_with_retry(batch)
+        self._in_flight = len(batch)
+        try:
+            result = await self._store_with_retry(batch)
+        finally:
+            self._in_flight = 0
         self._ack([item.inbound for item in batch])
         s = self.stats
         s.batches += 1
@@ -208,6 +237,7 @@ class IngestPipeline:
         s.duplicates += result.offered - len(result.stored)
         s.quarantined += result.quarantined
         s.last_commit_at = time.time()
+        self.progress.committed(still_waiting=self.pending > 0)
         if result.stored:
             for handler in self._handlers:
                 try:
@@ -217,8 +247,30 @@ class IngestPipeline:
                     log.exception("post-commit handler %r failed", handler)
 
     async def _store_with_retry(self, batch: list[Item]) -> BatchResult:
-        records = [i for i in batch if not isinstance(i.parsed, StatusUpdate)]
+        """Store a batch; one the database refuses is split until the message it refuses
+        is isolated and quarantined, the rest stored. Acknowledged by the caller only
+        after this returns, i.e. after every part is committed."""
+        records = [i for i in batch if isinstance(i.parsed, DeviceMessage | Rejection)]
         activity = self._activity.take()
+        try:
+            return await self._write(records, activity)
+        except _Refused as refused:
+            log.error("batch of %d refused (%s); splitting it", len(records), refused.cause)
+            self.stats.batches_split += 1
+        result = await self._store_split(records)
+        if activity:
+            try:
+                await self._write([], activity)
+            except _Refused as refused:  # validated values: a bug if it ever happens
+                self.stats.activity_dropped += len(activity)
+                log.error("device activity of %d devices dropped: %s", len(activity), refused)
+        return result
+
+    async def _write(
+        self, records: list[Item], activity: dict[str, DeviceActivity] | None
+    ) -> BatchResult:
+        """One transaction, retried while the database is unreachable; raises
+        :class:`_Refused` when the database (or the encoding of a value) refuses it."""
         attempt = 0
         while True:
             try:
@@ -227,10 +279,9 @@ class IngestPipeline:
                 await self._note_db_failure(exc, attempt)
                 attempt += 1
                 continue
-            except psycopg.Error as exc:
-                log.error("batch of %d refused (%s); storing one by one", len(records), exc)
+            except Exception as exc:  # refused: this data cannot be stored as it is
                 await self._store.reset()
-                return await self._store_one_by_one(records, activity)
+                raise _Refused(exc) from exc
             if not self.stats.db_ok:
                 log.info("database reachable again after %d attempts", attempt)
             self.stats.db_ok = True
@@ -245,38 +296,49 @@ class IngestPipeline:
         await self._store.reset()
         await asyncio.sleep(backoff_s(attempt, cap_s=self._s.db_retry_max_s))
 
-    async def _store_one_by_one(
-        self, records: list[Item], activity: dict[str, DeviceActivity] | None
-    ) -> BatchResult:
-        """Isolate a poison message: it goes to quarantine, the others are stored."""
-        stored: list[StoredReading] = []
-        offered = quarantined = 0
-        for index, item in enumerate(records):
-            single = [item]
-            attempt = 0
-            while True:
-                try:
-                    result = await self._store.write(single, activity if index == 0 else None)
-                    break
-                except psycopg.OperationalError as exc:
-                    await self._note_db_failure(exc, attempt)
-                    attempt += 1
-                except psycopg.Error as exc:
-                    await self._store.reset()
-                    device_id = getattr(item.parsed, "device_id", None)
-                    msg_id = getattr(item.parsed, "msg_id", None)
-                    single = [
-                        Item(
-                            item.inbound,
-                            Rejection(
-                                RejectReason.STORAGE_ERROR,
-                                f"the database refused this message: {exc}",
-                                device_id,
-                                msg_id,
-                            ),
-                        )
-                    ]
-            stored += result.stored
-            offered += result.offered
-            quarantined += result.quarantined
-        return BatchResult(stored, offered, quarantined)
+    async def _store_split(self, records: list[Item]) -> BatchResult:
+        """Bisect a refused batch, in arrival order: a half that stores is done, a half
+        that is refused is split again, down to the single message that is refused."""
+        if len(records) <= 1:
+            return await self._store_single(records[0]) if records else BatchResult([], 0, 0)
+        middle = len(records) // 2
+        parts: list[BatchResult] = []
+        for half in (records[:middle], records[middle:]):
+            try:
+                parts.append(await self._write(half, None))
+            except _Refused:
+                parts.append(await self._store_split(half))
+        return BatchResult(
+            [r for part in parts for r in part.stored],
+            sum(part.offered for part in parts),
+            sum(part.quarantined for part in parts),
+        )
+
+    async def _store_single(self, item: Item) -> BatchResult:
+        """One message the database refuses: quarantined with the reason instead."""
+        try:
+            return await self._write([item], None)
+        except _Refused as refused:
+            self.stats.isolated += 1
+            log.error("message on %r refused by the database: %s", item.inbound.topic, refused)
+            detail = f"the database refused this message: {refused.cause}"
+        rejection = Rejection(
+            RejectReason.STORAGE_ERROR,
+            detail,
+            getattr(item.parsed, "device_id", None),
+            getattr(item.parsed, "msg_id", None),
+        )
+        try:
+            return await self._write([Item(item.inbound, rejection)], None)
+        except _Refused as refused:  # not even its quarantine row: counted, never retried
+            self.stats.unstorable += 1
+            log.error("message on %r could not be quarantined: %s", item.inbound.topic, refused)
+            return BatchResult([], 0, 0)
+
+
+class _Refused(Exception):
+    """The database refused a write for what it contains (not for being unreachable)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

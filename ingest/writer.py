@@ -26,7 +26,7 @@ from ingest.status import StatusUpdate
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).with_name("writer.sql"))
 
-Parsed = DeviceMessage | Rejection | StatusUpdate
+Parsed = DeviceMessage | Rejection | StatusUpdate | None  # None: nothing to store
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,9 @@ def _utc(ts: float) -> datetime:
 
 
 def safe_text(text: str, limit: int = 2000) -> str:
-    """Text PostgreSQL can store: NUL escaped, length bounded."""
-    return text.replace("\x00", "\\x00")[:limit]
+    """Text PostgreSQL can store: NUL escaped, lone surrogates replaced, length bounded."""
+    bounded = text[:limit].replace("\x00", "\\x00")[:limit]
+    return bounded.encode("utf-8", "replace").decode("utf-8")
 
 
 def _reading_rows(seq: int, item: Item, message: DeviceMessage) -> list[tuple[Any, ...]]:

@@ -77,14 +77,25 @@ class HomewardService:
     def problems(self) -> list[str]:
         """The parts that do not keep their promise now, each named (``/health``)."""
         found = self.timers.problems() if self.timers else {}
-        return [f"timer {name}: {problem}" for name, problem in sorted(found.items())]
+        problems = [f"timer {name}: {problem}" for name, problem in sorted(found.items())]
+        progress = self.pipeline.progress_now()
+        if progress.stalled:
+            problems.append(
+                f"ingest: stalled, {progress.waiting} messages waiting for "
+                f"{progress.waiting_for_s:.0f} s with no commit"
+            )
+        return problems
 
     def status(self) -> dict[str, Any]:
         return {
             "problems": self.problems(),
             "timers": self.timers.status() if self.timers else {},
             "mqtt": dataclasses.asdict(self.source.stats),
-            "ingest": {**dataclasses.asdict(self.pipeline.stats), "pending": self.pipeline.pending},
+            "ingest": {
+                **dataclasses.asdict(self.pipeline.stats),
+                "pending": self.pipeline.pending,
+                "progress": dataclasses.asdict(self.pipeline.progress_now()),
+            },
             "rules": {
                 "enabled": self.rules is not None,
                 "patients_in_memory": len(self.rules.engine.patients) if self.rules else 0,

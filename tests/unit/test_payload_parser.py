@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.payload import parse_reading_message
+from devices.payload import MAX_DEVICE_SEQ, parse_measured_at, parse_reading_message
 from homeward.domain import Consciousness, DeviceMessage, Rejection, RejectReason
 from homeward.metrics import CATALOGUE
 
@@ -271,3 +271,75 @@ def test_valid_messages_round_trip(metric: str, data: st.DataObject, at: datetim
     assert parsed.measured_at == at
     assert parsed.readings[0].value == value
     assert parsed.readings[0].flags == ()
+
+
+# Times at every edge: what is accepted is storable, what is not is refused with a reason.
+TIMES: list[tuple[str, datetime | None]] = [
+    ("0001-01-01T00:00:00+14:00", None),  # before year 1 in UTC: out of every range
+    ("9999-12-31T23:59:59-14:00", None),  # after year 9999 in UTC
+    ("0001-01-01T00:00:00-14:00", datetime(1, 1, 1, 14, tzinfo=UTC)),
+    ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+    ("2026-11-22T09:00:00+01:00", datetime(2026, 11, 22, 8, tzinfo=UTC)),
+    ("2026-11-22t08:00:00z", datetime(2026, 11, 22, 8, tzinfo=UTC)),
+    ("2026-11-22T08:00:00.123456789Z", datetime(2026, 11, 22, 8, 0, 0, 123456, tzinfo=UTC)),
+    ("2026-11-22T08:00:00+23:59", datetime(2026, 11, 21, 8, 1, tzinfo=UTC)),
+    ("2026-11-22T08:00:00+24:00", None),
+    ("2026-11-22T08:00:00+05:60", None),
+    ("2026-11-22T08:00:00+01:30:15", None),  # offsets in seconds: not RFC 3339
+    ("2016-12-31T23:59:60Z", None),  # a leap second Python and PostgreSQL cannot hold
+    ("2026-11-22T24:00:00Z", None),
+    ("2026-02-30T08:00:00Z", None),
+    ("0000-01-01T00:00:00Z", None),
+    ("2026-W47-7T08:00:00Z", None),  # ISO 8601 week date
+    ("20261122T080000Z", None),  # ISO 8601 basic format
+    ("2026-11-22 08:00:00Z", None),
+    ("2026-11-22T08:00:00,5Z", None),
+    ("2026-11-22T08:00Z", None),
+    ("+2026-11-22T08:00:00Z", None),
+    ("２０２６-11-22T08:00:00Z", None),  # fullwidth digits match \\d in Python
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), TIMES)
+def test_times_at_every_edge(text: str, expected: datetime | None) -> None:
+    parsed = parse_measured_at(text)
+    if expected is None:
+        assert isinstance(parsed, str)
+        assert "measured_at" in parsed
+    else:
+        assert parsed == expected
+
+
+@given(st.text(max_size=40))
+def test_any_text_is_a_utc_time_or_a_reason(text: str) -> None:
+    parsed = parse_measured_at(text)
+    assert isinstance(parsed, str) or (parsed.tzinfo is UTC and 1 <= parsed.year <= 9999)
+
+
+@pytest.mark.parametrize(
+    ("battery", "stored"), [(1e-300, 0.0), (5e-324, 0.0), (99.96, 100.0), (42.04, 42.0), (0, 0)]
+)
+def test_battery_is_kept_to_a_tenth_so_postgresql_real_can_hold_it(
+    battery: float, stored: float
+) -> None:
+    parsed = parse(message(battery=battery))
+    assert isinstance(parsed, DeviceMessage)
+    assert parsed.battery == stored
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({"device_seq": MAX_DEVICE_SEQ}, True),
+        ({"device_seq": MAX_DEVICE_SEQ + 1}, False),
+        ({"battery": 1e300}, False),
+        ({"readings": [{"metric": "spo2", "value": 5e-324, "unit": "%"}]}, True),
+        ({"readings": [{"metric": "spo2", "value": 1.7976931348623157e308, "unit": "%"}]}, False),
+        ({"msg_id": "\U0001f4a5" * 128}, True),
+        ({"msg_id": "x" * 129}, False),
+        ({"firmware": "x" * 65}, False),
+    ],
+)
+def test_numbers_and_strings_at_their_edges(fields: dict[str, Any], ok: bool) -> None:
+    parsed = parse(message(**fields))
+    assert isinstance(parsed, DeviceMessage) is ok, parsed
