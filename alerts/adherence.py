@@ -22,8 +22,15 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts.careplans import DeviceSilenceConfig, MissedConfig, effective_rules
+from alerts.careplans import (
+    QUALITY_DEFAULT,
+    DeviceSilenceConfig,
+    MissedConfig,
+    QualityConfig,
+    effective_rules,
+)
 from alerts.events import INSERT_EVENT, event
+from alerts.quality import questioning
 from alerts.rules.missed import Schedule, device_silent, missed
 from homeward.db.queries import load_queries
 from homeward.errors import ValidationError
@@ -55,12 +62,19 @@ def silences_for(conditions: list[str], overrides: Mapping[str, Any]) -> DeviceS
     return found[0] if found else None
 
 
+def retake_within_for(conditions: list[str], overrides: Mapping[str, Any]) -> float:
+    """Minutes a questionable reading waits for a good retake (the ``quality`` rule)."""
+    found = [r for r in _effective(conditions, overrides) if isinstance(r, QualityConfig)]
+    return found[0].retake_within_min if found else QUALITY_DEFAULT.retake_within_min
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What the adherence pass checks for one patient."""
 
     schedules: tuple[Schedule, ...]
     silence: DeviceSilenceConfig | None
+    retake_within_min: float = QUALITY_DEFAULT.retake_within_min
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,6 +85,7 @@ def _plan(conditions: tuple[str, ...], overrides_json: str) -> Plan:
     return Plan(
         tuple(schedules_for(list(conditions), overrides)),
         silences_for(list(conditions), overrides),
+        retake_within_for(list(conditions), overrides),
     )
 
 
@@ -83,6 +98,7 @@ def expected_cadence_s(kind: str | None, config: DeviceSilenceConfig) -> float:
 _NEVER = datetime.min.replace(tzinfo=UTC)
 RESOLVED_KEPT = timedelta(days=35)  # how far back a resolved alert still counts as recorded
 CHUNK = 1_000  # rows handled between turns of the event loop
+RETAKES_KEPT = timedelta(days=3)  # how far back a questionable reading still waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +175,35 @@ def silence_candidates(
     return out
 
 
+def retake_candidates(
+    pending: Iterable[tuple[int, str, datetime, str, Sequence[str]]],
+    now: datetime,
+    within_min: Mapping[int, float],
+) -> list[Candidate]:
+    """A technical alert for each patient and metric whose newest reading is questionable
+    and has waited longer than the patient's ``retake_within_min`` for a good retake."""
+    out = []
+    for pid, metric, at, device_id, flags in pending:
+        within = within_min.get(pid, QUALITY_DEFAULT.retake_within_min)
+        if now < at + timedelta(minutes=within):
+            continue
+        questioned = list(questioning(metric, flags))
+        out.append(
+            Candidate(
+                pid,
+                f"retake:{metric}",
+                "quality",
+                metric,
+                at,
+                f"no good {metric} reading within {within:g} min of a questionable one "
+                f"from device {device_id} ({', '.join(questioned)}): check the device and "
+                "the patient's technique",
+                {"device_id": device_id, "flags": questioned, "retake_within_min": within},
+            )
+        )
+    return out
+
+
 async def _in_turns(cur: psycopg.AsyncCursor[Any]) -> AsyncIterator[list[Any]]:
     """A result's rows, CHUNK at a time, with a turn of the event loop between: reading
     10,000 patients' rows in one go held ingest for a few hundred milliseconds."""
@@ -175,10 +220,12 @@ async def check(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         await cur.execute(Q["patients_with_rules"])
         schedules: dict[int, tuple[Schedule, ...]] = {}
         silences: dict[int, DeviceSilenceConfig | None] = {}
+        retake_within: dict[int, float] = {}
         async for rows in _in_turns(cur):
             for pid, conditions, overrides in rows:
                 plan = _plan(tuple(sorted(conditions)), overrides)
                 schedules[pid], silences[pid] = plan.schedules, plan.silence
+                retake_within[pid] = plan.retake_within_min
         metrics = sorted({s.metric for ss in schedules.values() for s in ss})
         await cur.execute(
             Q["last_readings"], {"since": now - timedelta(days=3), "metrics": metrics}
@@ -194,6 +241,9 @@ async def check(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         await cur.execute(Q["bound_devices"])
         async for rows in _in_turns(cur):
             candidates += silence_candidates(rows, now, silences)
+        await cur.execute(Q["pending_retakes"], {"since": now - RETAKES_KEPT})
+        async for rows in _in_turns(cur):
+            candidates += retake_candidates(rows, now, retake_within)
         # Most candidates of a pass are already recorded: send only what moves an alert on
         # (the upsert still decides, so a concurrent worker cannot make it record twice).
         await cur.execute(Q["recorded_technical"], {"since": now - RESOLVED_KEPT})

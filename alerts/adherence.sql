@@ -14,6 +14,23 @@ SELECT d.device_id, d.kind, d.status, d.last_msg_at, b.patient_id
 FROM devices d
 JOIN device_bindings b ON b.device_id = d.device_id AND b.valid_to IS NULL
 
+-- name: pending_retakes
+-- Each patient's and metric's newest questionable reading (alerts/quality.py, measured
+-- when it arrived) with no good reading of that metric measured after it.
+SELECT q.patient_id, q.metric, q.time, q.device_id, q.flags
+FROM (
+    SELECT DISTINCT ON (patient_id, metric) patient_id, metric, time, device_id, flags
+    FROM readings
+    WHERE flags IS NOT NULL AND time > %(since)s AND NOT late
+      AND homeward_questionable(metric, flags)
+    ORDER BY patient_id, metric, time DESC
+) q
+WHERE NOT EXISTS (
+    SELECT 1 FROM readings g
+    WHERE g.patient_id = q.patient_id AND g.metric = q.metric AND g.time > q.time
+      AND (g.flags IS NULL OR NOT homeward_questionable(g.metric, g.flags))
+)
+
 -- name: recorded_technical
 -- The newest deadline or silence already recorded per patient and rule, by an open alert
 -- or by one a person resolved recently: a resolved miss is not raised again for the same

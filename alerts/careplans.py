@@ -264,6 +264,24 @@ class DeviceSilenceConfig(_RuleConfig):
     offline_alerts: bool = True
 
 
+class QualityConfig(_RuleConfig):
+    """Questionable readings (alerts/quality.py): never a clinical alarm alone; the device is
+    asked for a retake, and a technical alert is raised when no good reading of that metric
+    arrives within ``retake_within_min``. It cannot be turned off."""
+
+    kind: Literal["quality"] = "quality"
+    retake_within_min: float = Field(default=30.0, gt=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _always_on(self) -> QualityConfig:
+        if not self.enabled:
+            raise ValueError(
+                "questionable readings are always held for a retake (never alerted on, "
+                "never dropped): set retake_within_min instead of enabled=false"
+            )
+        return self
+
+
 RuleConfig = (
     ThresholdRuleConfig
     | ChangeRuleConfig
@@ -272,6 +290,7 @@ RuleConfig = (
     | News2RuleConfig
     | MissedReadingConfig
     | DeviceSilenceConfig
+    | QualityConfig
 )
 _ADAPTER: TypeAdapter[RuleConfig] = TypeAdapter(Annotated[RuleConfig, Field(discriminator="kind")])
 
@@ -326,6 +345,11 @@ SILENCE_DEFAULT = DeviceSilenceConfig(
     id="device_silence",
     source="IEC 60601-1-8 (RELIABILITY.md): device silence is a technical alarm",
 )
+QUALITY_DEFAULT = QualityConfig(
+    id="quality",
+    source="Homeward default †: a retake within 30 minutes (NICE NG136 home readings are "
+    "taken as a pair a minute apart; IEC 60601-1-8: a measurement problem is a technical alarm)",
+)
 CARE_PLAN = "care-plan default, agree the time with the patient"
 
 TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
@@ -337,6 +361,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         _limit("systolic_bp", "low", "≤", 90, "red", 5, f"{NEWS2}: systolic ≤ 90 scores 3"),
         _missed("systolic_bp", "20:00", f"{NG136}: home readings twice a day; {CARE_PLAN}"),
         SILENCE_DEFAULT,
+        QUALITY_DEFAULT,
     ),
     "heart_failure": (
         ChangeRuleConfig(
@@ -363,6 +388,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         NEWS2_DEFAULT,
         _missed("body_weight", "10:00", f"{ESC}: weigh every morning; {CARE_PLAN}"),
         SILENCE_DEFAULT,
+        QUALITY_DEFAULT,
     ),
     "copd": (
         _limit("spo2", "low", "<", 88, "red", 1, f"{BTS}: target 88–92 % for hypercapnic risk"),
@@ -379,6 +405,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         NEWS2_DEFAULT,
         _missed("spo2", "12:00", f"{BTS}: home oximetry; {CARE_PLAN}"),
         SILENCE_DEFAULT,
+        QUALITY_DEFAULT,
     ),
     "type2_diabetes": (
         _limit("blood_glucose", "severe", "<", 3.0, "red", 0.5, "clinical.md: < 3.0 significant"),
@@ -386,6 +413,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         _limit("blood_glucose", "high", ">", 13.9, "amber", 1.0, "Battelino 2019: > 13.9 mmol/L"),
         _missed("blood_glucose", "10:00", f"daily glucose; {CARE_PLAN}"),
         SILENCE_DEFAULT,
+        QUALITY_DEFAULT,
     ),
     "post_discharge": (
         NEWS2_DEFAULT,
@@ -398,6 +426,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         ),
         _limit("body_temperature", "low", "≤", 35.0, "red", 0.3, f"{NEWS2}: ≤ 35.0 °C scores 3"),
         SILENCE_DEFAULT,
+        QUALITY_DEFAULT,
     ),
 }
 
@@ -427,6 +456,8 @@ def sensitivity(rule: RuleConfig) -> tuple[float, ...]:
             return (on, -(hour * 60 + minute + rule.grace_min))
         case DeviceSilenceConfig():
             return (on, -rule.factor, -rule.spot_cadence_h, -rule.continuous_cadence_min)
+        case QualityConfig():
+            return (on, -rule.retake_within_min)
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +579,16 @@ def _describe(rule_id: str, error: Any) -> str:
     return f"{rule_id}: {'.'.join(loc)}: {message} (got {error.get('input')!r})"
 
 
-_KINDS = ("threshold", "change", "slope", "baseline", "news2", "missed", "device_silence")
+_KINDS = (
+    "threshold",
+    "change",
+    "slope",
+    "baseline",
+    "news2",
+    "missed",
+    "device_silence",
+    "quality",
+)
 
 
 def _cross_checks(rules: Mapping[str, RuleConfig]) -> list[str]:

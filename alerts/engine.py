@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ from alerts.news2 import (
     systolic_points,
     temperature_points,
 )
+from alerts.quality import RetakeRequest, questioning
 from alerts.rules.threshold import ThresholdRule, ThresholdState, beyond, evaluate_threshold
 from alerts.rules.trend import (
     BaselineRule,
@@ -78,6 +79,10 @@ class Observation(Protocol):
     def on_oxygen(self) -> bool | None: ...
     @property
     def consciousness(self) -> str | None: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def flags(self) -> Sequence[str] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,8 @@ class Reading:
     late: bool = False
     on_oxygen: bool | None = None
     consciousness: str | None = None
+    device_id: str = "device"
+    flags: Sequence[str] | None = None
 
 
 TrendEvaluator = Callable[[Any, Any, Any], RuleHit | None]
@@ -177,6 +184,7 @@ class Decisions:
     hits: list[tuple[int, RuleHit]] = field(default_factory=list)
     clears: list[tuple[int, Cleared]] = field(default_factory=list)
     reviews: list[tuple[int, RuleHit]] = field(default_factory=list)
+    retakes: list[RetakeRequest] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +230,7 @@ class RuleEngine:
         conditions = tuple(sorted(snapshot.conditions))
         rules = _compiled(conditions, json.dumps(snapshot.overrides, sort_keys=True))
         state = PatientState(snapshot.patient_id, snapshot.version, rules, snapshot.seq, conditions)
-        for metric, at, value, oxygen, consciousness in snapshot.history:
+        for metric, at, value, oxygen, consciousness in snapshot.history:  # good ones only
             t = at.timestamp()
             state.series_for(metric).add(t, value)
             _remember_news2(state, metric, t, value, oxygen, consciousness)
@@ -247,8 +255,16 @@ class RuleEngine:
         return decisions
 
     def _evaluate_one(self, state: PatientState, r: Observation, out: Decisions) -> None:
-        t = r.time.timestamp()
         metric, value, late = r.metric, r.value, r.late
+        if r.flags and (flags := questioning(metric, r.flags)):
+            # Never a clinical alarm, nor a window or baseline, from a questionable
+            # reading: the device that took it is asked for a retake (alerts/quality.py).
+            if not late:
+                out.retakes.append(
+                    RetakeRequest(state.patient_id, r.device_id, metric, r.time, flags)
+                )
+            return
+        t = r.time.timestamp()
         series = state.series_for(metric)
         newest = series.add(t, value)
         _remember_news2(state, metric, t, value, r.on_oxygen, r.consciousness)
@@ -285,8 +301,8 @@ class RuleEngine:
                 found.append(hit)
         if found:
             target = out.reviews if late else out.hits
-            pid = state.patient_id
-            target.extend([(pid, hit) for hit in found])
+            pid, device = state.patient_id, r.device_id  # feedback goes to this device only
+            target.extend([(pid, replace(hit, device_id=device)) for hit in found])
 
 
 _INSIDE = ThresholdState()

@@ -27,6 +27,7 @@ from alerts.engine import (
 )
 from alerts.events import INSERT_EVENT, event
 from alerts.feedback import feedback_for
+from alerts.quality import RetakeRequest, retake_message
 from alerts.rules.types import Priority, RuleHit
 from homeward.db.queries import load_queries
 
@@ -168,11 +169,13 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
             alert_id, created, priority = row
             hit = m.latest
             message = feedback_for(hit) if created else None
-            if message is not None:  # one message per new alert, to the patient's devices
+            if message is not None and hit.device_id is not None:
+                # one message per new alert, to the device that took the reading
                 feedback.append(
                     {
                         "alert_id": alert_id,
                         "patient_id": m.patient_id,
+                        "device_id": hit.device_id,
                         "payload": Jsonb({"message": message, "alert_id": alert_id}),
                     }
                 )
@@ -201,6 +204,8 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
         )
         if feedback:
             await cur.executemany(Q["queue_feedback"], feedback)
+    if decisions.retakes:
+        await cur.executemany(Q["queue_retake"], retake_feedback(decisions.retakes))
     for patient_id, cleared in decisions.clears:
         await cur.execute(Q["clear_alert"], {"patient_id": patient_id, "rule_id": cleared.rule_id})
         for (alert_id,) in await cur.fetchall():
@@ -227,6 +232,33 @@ class StoredObservation(Observation, Protocol):
     def device_id(self) -> str: ...
     @property
     def msg_id(self) -> str: ...
+
+
+def retake_feedback(requests: Iterable[RetakeRequest]) -> list[dict[str, Any]]:
+    """One retake request per device and measurement (a blood pressure's systolic and
+    diastolic are one message), naming every questioned metric and flag."""
+    grouped: dict[tuple[int, str, datetime], list[RetakeRequest]] = {}
+    for r in requests:
+        grouped.setdefault((r.patient_id, r.device_id, r.measured_at), []).append(r)
+    out = []
+    for (patient_id, device_id, measured_at), group in grouped.items():
+        flags = sorted({f for r in group for f in r.flags})
+        payload = {
+            "kind": "retake",
+            "message": retake_message(flags),
+            "metrics": sorted({r.metric for r in group}),
+            "flags": flags,
+            "measured_at": measured_at.isoformat(),
+        }
+        out.append(
+            {
+                "patient_id": patient_id,
+                "device_id": device_id,
+                "key": f"retake-{device_id}-{measured_at.isoformat()}",
+                "payload": Jsonb(payload),
+            }
+        )
+    return out
 
 
 class RuleStage:

@@ -33,11 +33,13 @@ WHERE p.patient_id = ANY(%(ids)s)
 -- name: patient_history
 -- The windows a restarted worker needs: 35 days, newest 4096 per patient and metric (the
 -- caller leaves out the readings it is about to evaluate: device_id and msg_id name them).
+-- Questionable readings (alerts/quality.py) never enter a window.
 SELECT patient_id, metric, time, value, on_oxygen, consciousness, device_id, msg_id
 FROM (
     SELECT r.*, row_number() OVER (PARTITION BY patient_id, metric ORDER BY time DESC) AS n
     FROM readings r
     WHERE patient_id = ANY(%(ids)s) AND time > %(since)s
+      AND (flags IS NULL OR NOT homeward_questionable(metric, flags))
 ) recent
 WHERE n <= 4096
 ORDER BY patient_id, metric, time
@@ -96,9 +98,19 @@ VALUES (%(patient_id)s, %(rule_id)s, %(at)s, now(), %(value)s, %(message)s)
 ON CONFLICT (patient_id, rule_id, measured_at) DO NOTHING
 
 -- name: queue_feedback
+-- To the device that took the reading only, and only while it is still the patient's.
 INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key)
 SELECT %(alert_id)s::bigint, 'feedback', b.device_id, %(payload)s,
        'alert-' || %(alert_id)s::bigint || '-feedback-' || b.device_id
 FROM device_bindings b
-WHERE b.patient_id = %(patient_id)s AND b.valid_to IS NULL
+WHERE b.device_id = %(device_id)s AND b.patient_id = %(patient_id)s AND b.valid_to IS NULL
+ON CONFLICT (idempotency_key) DO NOTHING
+
+-- name: queue_retake
+-- A questionable reading: ask the device that took it to measure again (no alert behind
+-- it). Once per device and measurement time, however often the message is redelivered.
+INSERT INTO notifications (alert_id, channel, target, payload, idempotency_key)
+SELECT NULL, 'feedback', b.device_id, %(payload)s, %(key)s
+FROM device_bindings b
+WHERE b.device_id = %(device_id)s AND b.patient_id = %(patient_id)s AND b.valid_to IS NULL
 ON CONFLICT (idempotency_key) DO NOTHING

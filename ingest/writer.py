@@ -52,6 +52,7 @@ class StoredReading(NamedTuple):
     on_oxygen: bool | None
     consciousness: str | None
     late: bool
+    flags: list[str] | None = None  # device flags, ``implausible`` (alerts/quality.py)
 
 
 @dataclass(frozen=True, slots=True)

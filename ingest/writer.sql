@@ -49,7 +49,7 @@ JOIN patients p ON p.patient_id = b.patient_id
 WHERE i.claimed_nhs IS NULL OR i.claimed_nhs = p.nhs_number
 ON CONFLICT DO NOTHING
 RETURNING time, patient_id, device_id, metric, value, received_at, msg_id, on_oxygen,
-          consciousness, late
+          consciousness, late, flags
 
 -- name: quarantine_message
 INSERT INTO quarantine (first_received_at, last_received_at, topic, device_id, msg_id, reason,

@@ -48,6 +48,7 @@ class RuleHit:
     message: str
     direction: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    device_id: str | None = None  # the device that took the reading (its feedback goes there)
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,9 +264,9 @@ async def test_the_patient_is_told_on_their_device(
 ) -> None:
     from homeward.mqtt import make_client
 
-    received: list[bytes] = []
+    received: list[tuple[str, bytes]] = []
     listener = make_client(settings.mqtt, unique("patient-"))
-    listener.on_message = lambda _c, _u, msg: received.append(bytes(msg.payload))
+    listener.on_message = lambda _c, _u, msg: received.append((msg.topic, bytes(msg.payload)))
     listener.connect(settings.mqtt.host, settings.mqtt.port)
     listener.subscribe(settings.device_topic("+", "feedback"), qos=1)
     listener.loop_start()
@@ -274,11 +274,14 @@ async def test_the_patient_is_told_on_their_device(
     try:
         async with running_service(settings):
             pub.publish(settings.readings_topic("bp-1"), bp("f1", 188))
-            await async_wait_until(lambda: len(received) >= 2, what="feedback on both devices")
+            await async_wait_until(lambda: len(received) >= 2, what="feedback on the cuff")
     finally:
         pub.close()
         listener.loop_stop()
         listener.disconnect()
-    messages = {orjson.loads(m)["message"] for m in received}
+    messages = {orjson.loads(m)["message"] for _, m in received}
     assert any("sent to your nurse" in m or "repeat your blood pressure" in m for m in messages)
+    # Only the device that took the reading is told (never the scales: issue 14, item 6).
+    assert {topic.split("/")[-2] for topic, _ in received} == {"bp-1"}
     assert count_rows(db_url, "SELECT count(*) FROM notification_attempts WHERE ok") >= 2
+    assert count_rows(db_url, "SELECT count(*) FROM notifications WHERE target = 'sc-1'") == 0

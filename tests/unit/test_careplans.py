@@ -178,11 +178,12 @@ def test_every_template_watches_its_devices_and_names_every_source(condition: st
 def test_the_templates_are_exactly_these() -> None:
     ids = {condition: sorted(r.id for r in rules) for condition, rules in TEMPLATES.items()}
     assert set(ids) == set(CONDITIONS)
-    assert len(ids["hypertension"]) == 7
-    assert len(ids["heart_failure"]) == 9
-    assert len(ids["copd"]) == 6
-    assert len(ids["type2_diabetes"]) == 5
-    assert len(ids["post_discharge"]) == 8
+    assert len(ids["hypertension"]) == 8
+    assert len(ids["heart_failure"]) == 10
+    assert len(ids["copd"]) == 7
+    assert len(ids["type2_diabetes"]) == 6
+    assert len(ids["post_discharge"]) == 9
+    assert all("quality" in rule_ids for rule_ids in ids.values())  # questionable readings
     for condition, rules in TEMPLATES.items():
         assert len({r.id for r in rules}) == len(rules), condition
 

@@ -17,7 +17,14 @@ from typing import Any, get_args
 
 import pytest
 
-from alerts.adherence import missed_candidates, schedules_for, silence_candidates, silences_for
+from alerts.adherence import (
+    missed_candidates,
+    retake_candidates,
+    retake_within_for,
+    schedules_for,
+    silence_candidates,
+    silences_for,
+)
 from alerts.careplans import RuleConfig, apply_overrides, template_ruleset
 from alerts.engine import PatientSnapshot, Reading, RuleEngine
 from homeward.errors import ValidationError
@@ -56,6 +63,8 @@ class Adherence:
     now: datetime
     last: Mapping[str, datetime] = field(default_factory=dict)  # metric → last reading
     devices: Sequence[tuple[str, str | None, str | None, datetime | None]] = ()
+    # questionable readings still waiting for a good retake: (metric, measured, device, flags)
+    pending: Sequence[tuple[str, datetime, str, tuple[str, ...]]] = ()
 
     def decide(self, conditions: Sequence[str], overrides: Mapping[str, Any]) -> set[Decision]:
         schedules = {1: schedules_for(list(conditions), overrides)}
@@ -64,6 +73,9 @@ class Adherence:
         silences = {1: silences_for(list(conditions), overrides)}
         rows = [(device, kind, status, seen, 1) for device, kind, status, seen in self.devices]
         found += silence_candidates(rows, self.now, silences)
+        within = {1: retake_within_for(list(conditions), overrides)}
+        waiting = [(1, metric, at, device, flags) for metric, at, device, flags in self.pending]
+        found += retake_candidates(waiting, self.now, within)
         return {("alert", c.rule_id, c.at.isoformat()) for c in found}
 
 
@@ -152,6 +164,9 @@ DEVICES = Adherence(
         ("hub-1", "hub", "offline", NOW - timedelta(minutes=1)),
     ],
 )
+
+# a blood pressure taken with a loose cuff 40 minutes ago, no retake since
+LOOSE_CUFF = Adherence(NOW, pending=[(BP, NOW - timedelta(minutes=40), "cuff-1", ("cuff_fit",))])
 
 CASES: list[Effect | Refused] = [
     # threshold
@@ -280,6 +295,13 @@ CASES: list[Effect | Refused] = [
     Refused("device_silence", "id", HT, "device_silence", {"id": "silence"}, "cannot be"),
     Refused("device_silence", "kind", HT, "device_silence", {"kind": "news2"}, "cannot be"),
     Refused("device_silence", "source", HT, "device_silence", {"source": "m"}, "cannot be"),
+    # questionable readings
+    Effect("quality", "retake_within_min", HT, "quality", {"retake_within_min": 60}, LOOSE_CUFF),
+    Refused("quality", "enabled", HT, "quality", {"enabled": False}, "always held for a retake"),
+    Refused("quality", "retake_within_min", HT, "quality", {"retake_within_min": 0}, "greater"),
+    Refused("quality", "id", HT, "quality", {"id": "q"}, "cannot be"),
+    Refused("quality", "kind", HT, "quality", {"kind": "news2"}, "cannot be"),
+    Refused("quality", "source", HT, "quality", {"source": "m"}, "cannot be"),
 ]
 
 
