@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from alerts.adherence import check
-from alerts.engine import RuleEngine
+from alerts.engine import Freshness, RuleEngine
 from alerts.quality import KNOWN_FLAGS, questionable
 from alerts.store import refresh_patients
 from devices.registry import add_device, add_patient
@@ -173,5 +173,6 @@ async def test_a_restarted_engine_loads_no_questionable_reading(db_url: str) -> 
         conn.commit()
     engine = RuleEngine()
     async with await psycopg.AsyncConnection.connect(db_url) as aconn, aconn.cursor() as cur:
-        await refresh_patients(cur, engine, [patient.patient_id], datetime.now(UTC))
+        current = {patient.patient_id: Freshness(0, 0, ("heart_failure",))}
+        await refresh_patients(cur, engine, current, datetime.now(UTC))
     assert engine.patients[patient.patient_id].series["body_weight"].values.tolist() == [80.0]
