@@ -195,24 +195,51 @@ def device_list(ctx: click.Context, as_json: bool) -> None:
 
 @device.command("broker-files")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--service-passwords",
+    "services_file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="mosquitto_passwd file with the service accounts (homeward-ingest).",
+)
 @click.pass_context
-def device_broker_files(ctx: click.Context, out_dir: str) -> None:
-    """Write Mosquitto's password and ACL files: each device publishes only for itself."""
+def device_broker_files(ctx: click.Context, out_dir: str, services_file: str | None) -> None:
+    """Write the broker's dynamic-security file: each device, connecting with its own id
+    only, publishes its own readings and status and subscribes to its own config and
+    feedback; the service accounts come from --service-passwords, never the registry."""
+    import json
     from pathlib import Path
 
-    from devices.credentials import acl_text
+    from devices.credentials import broker_security, is_reserved_name
     from devices.registry import device_credentials
 
     settings = settings_from(ctx)
     with database(ctx) as dsn, connect(dsn) as conn:
         creds = device_credentials(conn)
+    devices = [(d, h) for d, h in creds if not is_reserved_name(d)]
+    for device_id in sorted({d for d, _h in creds} - {d for d, _h in devices}):
+        click.echo(f"skipped device {device_id}: a reserved name, no password written", err=True)
+    services: list[tuple[str, str]] = []
+    if services_file is not None:
+        for line in Path(services_file).read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                user, _, hashed = line.partition(":")
+                services.append((user, hashed))
+    else:
+        click.echo("no --service-passwords: the ingest service cannot connect", err=True)
+    try:
+        security = broker_security(
+            settings.topic_root, settings.mqtt_share_group, devices, services
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    passwords = out / "passwords"
-    passwords.write_text("".join(f"{device}:{hashed}\n" for device, hashed in creds))
-    passwords.chmod(0o600)
-    (out / "acl").write_text(acl_text(settings.topic_root))
-    click.echo(f"wrote {passwords} ({len(creds)} devices) and {out / 'acl'}")
+    target = out / "dynamic-security.json"
+    target.touch(mode=0o600)
+    target.chmod(0o600)
+    target.write_text(json.dumps(security, indent=1) + "\n")
+    click.echo(f"wrote {target} ({len(devices)} devices, {len(services)} service accounts)")
 
 
 # ---- quarantine ---------------------------------------------------------------------------

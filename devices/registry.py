@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row, dict_row
 
-from devices.credentials import hash_password
+from devices.credentials import RESERVED_PREFIX, hash_password, is_reserved_name
+from devices.payload import DEVICE_ID
 from homeward.db.connect import wrap_exceptions
 from homeward.db.queries import load_queries
 from homeward.errors import NotFound, ValidationError
@@ -86,6 +87,19 @@ def patient_by_nhs(conn: Conn, nhs_number: str) -> Patient:
     return patient
 
 
+def check_device_id(device_id: str) -> None:
+    """A device id is its broker username, client id and topic level: refuse any other."""
+    if not DEVICE_ID.fullmatch(device_id):
+        raise ValidationError(
+            f"device id {device_id[:80]!r} must be 1-64 characters from A-Z a-z 0-9 . _ -"
+        )
+    if is_reserved_name(device_id):
+        raise ValidationError(
+            f"device id {device_id!r} is reserved: names starting {RESERVED_PREFIX!r} belong "
+            "to Homeward's service accounts and client ids"
+        )
+
+
 def add_device(
     conn: Conn,
     device_id: str,
@@ -101,6 +115,7 @@ def add_device(
     bound for the first time is bound without a start (``-infinity``), so readings it
     buffered before it was registered still belong to its patient.
     """
+    check_device_id(device_id)
     patient = patient_by_nhs(conn, patient_nhs_number)
     at = valid_from or datetime.now(UTC)
     with wrap_exceptions(), conn.cursor(row_factory=dict_row) as cur:

@@ -74,7 +74,11 @@ class Settings(BaseSettings):
         le=65535,
         description="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.",
     )
-    mqtt_client_id: str = "homeward-ingest-1"
+    mqtt_client_id: str = Field(
+        default="homeward-ingest-1",
+        pattern=r"^homeward-[A-Za-z0-9._-]{1,120}$",
+        description="starts with homeward-: a name no device may take (devices/credentials.py)",
+    )
     mqtt_share_group: str = "ingest"
     mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)

@@ -1,10 +1,12 @@
-"""Device credentials in Mosquitto's PBKDF2-SHA512 form, and the generated ACL."""
+"""Device credentials in Mosquitto's PBKDF2-SHA512 form, and the broker's policy."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from devices.credentials import acl_text, hash_password, verify_password
+from devices.credentials import broker_security, hash_password, is_reserved_name, verify_password
 
 
 def test_hash_is_mosquitto_format_and_verifies() -> None:
@@ -22,8 +24,53 @@ def test_empty_password_is_refused() -> None:
         hash_password("")
 
 
-def test_acl_lets_a_device_write_only_under_its_own_id() -> None:
-    acl = acl_text("homeward/v1")
-    assert "pattern write homeward/v1/devices/%u/readings" in acl
-    assert "pattern write homeward/v1/devices/+/readings" not in acl
-    assert "topic read homeward/v1/devices/+/readings" in acl  # the ingest user only
+def test_policy_gives_each_device_only_its_own_topics() -> None:
+    doc = broker_security(
+        "homeward/v1",
+        "ingest",
+        [("bp-1", hash_password("a"))],
+        [("homeward-ingest", hash_password("b"))],
+    )
+    assert doc["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    roles = {r["rolename"]: {(a["acltype"], a["topic"]) for a in r["acls"]} for r in doc["roles"]}
+    assert roles["device:bp-1"] == {
+        ("publishClientSend", "homeward/v1/devices/bp-1/readings"),
+        ("publishClientSend", "homeward/v1/devices/bp-1/status"),
+        ("subscribeLiteral", "homeward/v1/devices/bp-1/config"),
+        ("subscribeLiteral", "homeward/v1/devices/bp-1/feedback"),
+        ("publishClientReceive", "homeward/v1/devices/bp-1/config"),
+        ("publishClientReceive", "homeward/v1/devices/bp-1/feedback"),
+    }
+    assert ("subscribeLiteral", "$share/ingest/homeward/v1/devices/+/readings") in roles[
+        "homeward-ingest"
+    ]
+    device, service = doc["clients"]
+    assert device["clientid"] == "bp-1"
+    assert "clientid" not in service
+    assert device["iterations"] == 101
+
+
+@pytest.mark.parametrize("name", ["homeward-ingest", "Homeward-Ingest", "homeward-ingest-2"])
+def test_service_names_are_reserved(name: str) -> None:
+    assert is_reserved_name(name)
+    with pytest.raises(ValueError, match="reserved"):
+        broker_security("r", "g", [(name, hash_password("x"))], [])
+
+
+def test_only_service_accounts_come_from_the_services_file() -> None:
+    with pytest.raises(ValueError, match="not a service account"):
+        broker_security("r", "g", [], [("bp-1", hash_password("x"))])
+
+
+def test_the_deployed_broker_loads_what_broker_files_writes() -> None:
+    conf = (Path(__file__).parents[2] / "deploy/mosquitto/mosquitto.conf").read_text()
+    lines = [line.split("#")[0].strip() for line in conf.splitlines()]
+    assert "allow_anonymous false" in lines
+    assert "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so" in lines
+    assert "plugin_opt_config_file /etc/mosquitto/homeward/dynamic-security.json" in lines
+    assert not any(line.startswith(("acl_file", "password_file")) for line in lines)

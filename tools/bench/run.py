@@ -171,7 +171,9 @@ def _drain_round(
     base: Settings, dsn: str, messages: list[tuple[str, bytes]], params: BenchParams, rep: int
 ) -> dict[str, Any]:
     tag = f"r{rep}-{time.monotonic_ns()}"
-    hw = base.model_copy(update={"mqtt_client_id": f"hw-{tag}", "mqtt_share_group": f"hw{tag}"})
+    hw = base.model_copy(
+        update={"mqtt_client_id": f"homeward-hw-{tag}", "mqtt_share_group": f"hw{tag}"}
+    )
     noop_id, naive_id = f"noop-{tag}", f"naive-{tag}"
     for client_id, group in (
         (hw.mqtt_client_id, hw.mqtt_share_group),
@@ -239,7 +241,7 @@ async def _latency(
             if r.metric == "systolic_bp" and r.value >= 180:
                 alerting.append(latency)
 
-    settings = base.model_copy(update={"mqtt_client_id": f"hw-lat-{os.getpid()}-{rep}"})
+    settings = base.model_copy(update={"mqtt_client_id": f"homeward-hw-lat-{os.getpid()}-{rep}"})
     service = HomewardService(settings, handlers=(record,), own_process=True)
     stop = asyncio.Event()
     ready = asyncio.Event()

@@ -22,6 +22,14 @@ from pathlib import Path
 from homeward.errors import EmbeddedServiceError
 
 _SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
+_PLUGIN = "mosquitto_dynamic_security.so"
+_PLUGIN_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/opt/homebrew/lib",
+)
 
 
 def find_mosquitto() -> str:
@@ -30,6 +38,17 @@ def find_mosquitto() -> str:
         raise EmbeddedServiceError(
             "no mosquitto binary found; install it with `make deps` (Debian package "
             "mosquitto) or set HOMEWARD_MQTT_URL"
+        )
+    return found
+
+
+def find_dynamic_security() -> str:
+    """Mosquitto's dynamic-security plugin (Debian ships it with the broker)."""
+    found = next((f"{d}/{_PLUGIN}" for d in _PLUGIN_DIRS if Path(d, _PLUGIN).exists()), None)
+    if not found:
+        raise EmbeddedServiceError(
+            f"no {_PLUGIN} found (searched {', '.join(_PLUGIN_DIRS)}); it comes with "
+            "Mosquitto 2.0 (Debian package mosquitto)"
         )
     return found
 
@@ -46,8 +65,8 @@ class EmbeddedMosquitto:
     port: int
     max_queued_messages: int = 1_000_000
     autosave_interval_s: int = 1
-    password_file: Path | None = None  # with acl_file: devices authenticate, ACL applies
-    acl_file: Path | None = None
+    # `homeward device broker-files` output: clients authenticate, the policy applies
+    security_file: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -57,7 +76,7 @@ class EmbeddedMosquitto:
     def _write_config(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         conf = self.state_dir / "mosquitto.conf"
-        secured = self.password_file is not None and self.acl_file is not None
+        secured = self.security_file is not None
         lines = [
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'false' if secured else 'true'}",
@@ -74,7 +93,10 @@ class EmbeddedMosquitto:
             "log_type notice",
         ]
         if secured:
-            lines += [f"password_file {self.password_file}", f"acl_file {self.acl_file}"]
+            lines += [
+                f"plugin {find_dynamic_security()}",
+                f"plugin_opt_config_file {Path(str(self.security_file)).resolve()}",
+            ]
         if os.geteuid() == 0:
             # Mosquitto drops privileges to this user when started as root.
             lines.insert(0, "user root")
