@@ -22,6 +22,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from api import actions, views
 from api.access import Kind, Principal, bearer_token, token_digest
+from api.fhir import handlers as fhir
 from api.openapi import Operation, document
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
 from homeward.errors import (
@@ -134,7 +135,8 @@ async def _principal(conn: psycopg.AsyncConnection[Any], token: str) -> Principa
 async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Under /api/v1/: a valid token, one connection and one transaction per request.
     A request without a valid token is refused with 401 and audited as anonymous."""
-    if not request.path.startswith(API_PREFIX) or request.path == OPENAPI_PATH:
+    in_api = request.path.startswith(API_PREFIX) and request.path != OPENAPI_PATH
+    if not (in_api or fhir.needs_token(request.path)):
         return await handler(request)
     token = bearer_token(request.headers.get("Authorization"))
     async with request.app[POOL].connection(timeout=5) as conn, conn.transaction():
@@ -156,6 +158,23 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
             return await handler(request)
         except views.Refused as exc:  # the refusal is audited: commit it, then answer
             return _error(exc.status, str(exc))
+
+
+@web.middleware
+async def fhir_outcomes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under /fhir, every error is an OperationOutcome (application/fhir+json)."""
+    if not request.path.startswith(f"{fhir.PREFIX}/"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
+        return fhir.outcome(exc.status, exc.reason)
+    if response.status < 400 or not isinstance(response, web.Response) or not response.body:
+        return response
+    assert isinstance(response.body, bytes)
+    body = orjson.loads(response.body)
+    problems = tuple(f"{p.get('parameter')}: {p.get('problem')}" for p in body.get("problems", ()))
+    return fhir.outcome(response.status, str(body.get("error", response.reason)), problems)
 
 
 def _operations() -> list[Operation]:
@@ -202,7 +221,7 @@ def _operations() -> list[Operation]:
 
 
 def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Application:
-    app = web.Application(middlewares=[errors, authenticated])
+    app = web.Application(middlewares=[fhir_outcomes, errors, authenticated])
     app[POOL] = pool
     app[STATUS] = status
     app.router.add_get("/health", health)
@@ -215,4 +234,5 @@ def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Applica
     app.router.add_get(OPENAPI_PATH, openapi)
     for op in operations:
         app.router.add_route(op.method, op.path, op.handler)
+    fhir.add_routes(app)
     return app

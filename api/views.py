@@ -88,10 +88,17 @@ async def audit(
 async def _patient_in_care(
     request: web.Request, action: str, detail: dict[str, Any]
 ) -> tuple[Principal, psycopg.AsyncConnection[Any], dict[str, Any]]:
-    """The patient named in the path, if the caller may see them; audited either way.
+    """The patient named in the path, if the caller may see them; audited either way."""
+    number = normalise_nhs_number(request.match_info["nhs_number"])
+    return await patient_in_care(request, number, action, detail)
+
+
+async def patient_in_care(
+    request: web.Request, number: str, action: str, detail: dict[str, Any]
+) -> tuple[Principal, psycopg.AsyncConnection[Any], dict[str, Any]]:
+    """The patient of this NHS number, if the caller may see them; audited either way.
     Unknown and forbidden patients get the same 404, so NHS numbers cannot be probed."""
     who, conn = request[PRINCIPAL], request[CONN]
-    number = normalise_nhs_number(request.match_info["nhs_number"])
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(Q["patient_ref"], {"nhs_number": number})
         row = await cur.fetchone()

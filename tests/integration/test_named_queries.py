@@ -26,6 +26,8 @@ SETUP = {"ingest/writer.sql": ("create_incoming",)}
 SLOTS = {
     "teams": ("a.team_id = %(team_id)s", "a.team_id = ANY(%(teams)s::text[])"),
     "rollup": ("readings_hourly", "readings_daily"),
+    "beyond": (">", "<"),  # api/fhir/handlers.py: the keyset, ascending or descending
+    "direction": ("ASC", "DESC"),
 }
 SLOT = re.compile(r"\{(?P<slot>[a-z_]+)\}")
 
