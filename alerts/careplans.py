@@ -264,6 +264,45 @@ class DeviceSilenceConfig(_RuleConfig):
     offline_alerts: bool = True
 
 
+class Spo2TargetConfig(_RuleConfig):
+    """The patient's SpO2 target range and NEWS2 SpO2 scale: a clinician's decision for this
+    patient (BTS 2017: 88–92 % with a risk of hypercapnic respiratory failure, 94–98 %
+    otherwise; RCP NEWS2 2017: scale 2 only for a prescribed 88–92 % target in confirmed
+    hypercapnic respiratory failure). Who decided and why is the change's ``--by`` and
+    ``--reason`` (the rule history). Not yet recorded (``low``/``high`` unset), NEWS2 leaves
+    SpO2 out (partial) and each SpO2 reading asks for the decision (a technical alert)
+    instead of scoring a reading inside the patient's own target as 3."""
+
+    kind: Literal["spo2_target"] = "spo2_target"
+    low: float | None = Field(default=None, ge=70, le=100)
+    high: float | None = Field(default=None, ge=70, le=100)
+    scale: Literal[1, 2] = 1
+
+    @property
+    def recorded(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    @model_validator(mode="after")
+    def _a_whole_decision(self) -> Spo2TargetConfig:
+        if not self.enabled:
+            raise ValueError(
+                "the SpO2 target cannot be turned off: record it (low=… high=… scale=1|2)"
+            )
+        if (self.low is None) != (self.high is None):
+            raise ValueError("give both low and high of the SpO2 target range")
+        if self.low is not None and self.high is not None:
+            if self.low >= self.high:
+                raise ValueError(f"target low {self.low:g} must be below high {self.high:g}")
+            if self.scale == 2 and self.high > 92:
+                raise ValueError(
+                    "NEWS2 SpO2 scale 2 is for a prescribed target of 88–92 % (RCP NEWS2 "
+                    f"2017), not up to {self.high:g} %"
+                )
+        elif self.scale != 1:
+            raise ValueError("record the target range (low, high) with scale 2")
+        return self
+
+
 class QualityConfig(_RuleConfig):
     """Questionable readings (alerts/quality.py): never a clinical alarm alone; the device is
     asked for a retake, and a technical alert is raised when no good reading of that metric
@@ -291,6 +330,7 @@ RuleConfig = (
     | MissedReadingConfig
     | DeviceSilenceConfig
     | QualityConfig
+    | Spo2TargetConfig
 )
 _ADAPTER: TypeAdapter[RuleConfig] = TypeAdapter(Annotated[RuleConfig, Field(discriminator="kind")])
 
@@ -344,6 +384,11 @@ NEWS2_DEFAULT = News2RuleConfig(
 SILENCE_DEFAULT = DeviceSilenceConfig(
     id="device_silence",
     source="IEC 60601-1-8 (RELIABILITY.md): device silence is a technical alarm",
+)
+SPO2_TARGET_ASKED = Spo2TargetConfig(
+    id="spo2_target",
+    source=f"{BTS}: 88–92 % with a risk of hypercapnic failure, else 94–98 %; {NEWS2}: "
+    "scale 2 only by a clinician's decision for the patient — to be recorded",
 )
 QUALITY_DEFAULT = QualityConfig(
     id="quality",
@@ -404,6 +449,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         _limit("body_temperature", "fever", "≥", 38.1, "amber", 0.3, f"{NEWS2}: ≥ 38.1 °C scores"),
         NEWS2_DEFAULT,
         _missed("spo2", "12:00", f"{BTS}: home oximetry; {CARE_PLAN}"),
+        SPO2_TARGET_ASKED,
         SILENCE_DEFAULT,
         QUALITY_DEFAULT,
     ),
@@ -458,6 +504,8 @@ def sensitivity(rule: RuleConfig) -> tuple[float, ...]:
             return (on, -rule.factor, -rule.spot_cadence_h, -rule.continuous_cadence_min)
         case QualityConfig():
             return (on, -rule.retake_within_min)
+        case Spo2TargetConfig():
+            return (on, float(rule.recorded))
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,6 +598,7 @@ def apply_overrides(
         rules[rule_id] = rule
         fields = type(rule).model_fields if base is None else changes
         provenance[rule_id] = {**provenance.get(rule_id, {}), **dict.fromkeys(fields, "override")}
+    errors.extend(_apply_spo2_target(rules, provenance, overrides))
     errors.extend(_cross_checks(rules))
     if errors:
         raise ValidationError("rule change refused, nothing applied: " + "; ".join(errors))
@@ -588,7 +637,51 @@ _KINDS = (
     "missed",
     "device_silence",
     "quality",
+    "spo2_target",
 )
+
+
+SPO2_LOW = "threshold:spo2:low"
+
+
+def _apply_spo2_target(
+    rules: dict[str, RuleConfig],
+    provenance: dict[str, dict[str, str]],
+    overrides: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """A recorded SpO2 target sets NEWS2's scale and, unless a clinician set that rule's
+    limit themselves, ``threshold:spo2:low`` to "below the target's low end". NEWS2's
+    ``spo2_scale`` is never set directly: it is recorded with the target."""
+    problems = []
+    news2_changes = overrides.get("news2")
+    if isinstance(news2_changes, Mapping) and "spo2_scale" in news2_changes:
+        problems.append(
+            "news2: spo2_scale is recorded with the patient's SpO2 target, by a clinician: "
+            "rules set NHS_NUMBER spo2_target low=88 high=92 scale=2 --by … --reason …"
+        )
+    target = rules.get("spo2_target")
+    if not isinstance(target, Spo2TargetConfig) or not target.recorded or target.low is None:
+        return problems
+    news2 = rules.get("news2")
+    if isinstance(news2, News2RuleConfig):
+        rules["news2"] = news2.model_copy(update={"spo2_scale": target.scale})
+        provenance["news2"] = {**provenance.get("news2", {}), "spo2_scale": "spo2_target"}
+    limit = rules.get(SPO2_LOW)
+    if isinstance(limit, ThresholdRuleConfig) and limit.direction == "low":
+        own = overrides.get(SPO2_LOW)
+        set_by_hand = isinstance(own, Mapping) and bool({"limit", "inclusive"} & set(own))
+        if not set_by_hand:
+            rules[SPO2_LOW] = limit.model_copy(update={"limit": target.low, "inclusive": False})
+            fields = {"limit": "spo2_target", "inclusive": "spo2_target"}
+            provenance[SPO2_LOW] = {**provenance.get(SPO2_LOW, {}), **fields}
+        elif limit.enabled and (
+            limit.limit > target.low or (limit.limit == target.low and limit.inclusive)
+        ):
+            problems.append(
+                f"{SPO2_LOW} limit {limit.limit:g} alarms inside the patient's recorded "
+                f"SpO2 target {target.low:g}–{target.high:g} %"
+            )
+    return problems
 
 
 def _cross_checks(rules: Mapping[str, RuleConfig]) -> list[str]:

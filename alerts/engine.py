@@ -25,6 +25,7 @@ from alerts.careplans import (
     EffectiveRule,
     News2Config,
     SlopeConfig,
+    Spo2TargetConfig,
     ThresholdConfig,
     effective_rules,
 )
@@ -109,6 +110,10 @@ class CompiledRules:
     # per metric, every trend rule with its evaluator: change, then slope, then baseline
     trends: dict[str, list[tuple[TrendEvaluator, Any]]] = field(default_factory=dict)
     news2: News2Config | None = None
+    # a care plan that asks for the SpO2 target (COPD) before it is recorded: NEWS2 leaves
+    # SpO2 out, and each SpO2 reading asks for the decision
+    spo2_target_asked: Spo2TargetConfig | None = None
+    spo2_target: Spo2TargetConfig | None = None  # recorded: above it on oxygen alerts
 
 
 def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
@@ -128,6 +133,11 @@ def compile_rules(rules: Mapping[str, EffectiveRule]) -> CompiledRules:
             trends.setdefault(r.metric, []).append((order, evaluator, rule))
         elif isinstance(r, News2Config):
             out.news2 = r
+        elif isinstance(r, Spo2TargetConfig):
+            if r.recorded:
+                out.spo2_target = r
+            else:
+                out.spo2_target_asked = r
     for metric, found in trends.items():
         found.sort(key=lambda item: item[0])  # change, then slope, then baseline (stable)
         out.trends[metric] = [(evaluator, rule) for _, evaluator, rule in found]
@@ -295,8 +305,19 @@ class RuleEngine:
             for evaluate, trend in trends:
                 if (hit := evaluate(trend, times, values)) is not None:
                     found.append(hit)
+        if metric == "spo2" and rules.spo2_target_asked is not None and not late:
+            found.append(spo2_target_request(rules.spo2_target_asked, value, r.time))
+        recorded = rules.spo2_target
+        if (
+            metric == "spo2"
+            and recorded is not None
+            and recorded.high is not None
+            and r.on_oxygen is True
+            and value > recorded.high
+        ):
+            found.append(above_target_on_oxygen(recorded, value, r.time))
         if rules.news2 is not None and metric in NEWS2_METRICS:
-            hit = _news2_hit(state, rules.news2, t)
+            hit = _news2_hit(state, rules.news2, t, rules.spo2_target_asked is None)
             if hit is not None:
                 found.append(hit)
         if found:
@@ -375,7 +396,42 @@ _CHART: dict[str, Callable[[Any], int]] = {
 }
 
 
-def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | None:
+def spo2_target_request(config: Spo2TargetConfig, value: float, at: datetime) -> RuleHit:
+    """The care plan asks a clinician for the patient's SpO2 target and NEWS2 scale."""
+    return RuleHit(
+        rule_id=config.id,
+        kind="care_plan",
+        metric="spo2",
+        priority=Priority.TECHNICAL,
+        value=value,
+        measured_at=at,
+        message="record this patient's SpO2 target range and NEWS2 SpO2 scale (homeward "
+        "rules set NHS_NUMBER spo2_target low=… high=… scale=1|2 --by … --reason …); "
+        "until then NEWS2 leaves SpO2 out",
+        details={"asks": ["low", "high", "scale"]},
+    )
+
+
+def above_target_on_oxygen(config: Spo2TargetConfig, value: float, at: datetime) -> RuleHit:
+    """BTS 2017: above the target range on oxygen, the oxygen may need reducing (a risk of
+    carbon dioxide retention in hypercapnic respiratory failure)."""
+    return RuleHit(
+        rule_id=f"{config.id}:above_on_oxygen",
+        kind="threshold",
+        metric="spo2",
+        priority=Priority.AMBER,
+        value=value,
+        measured_at=at,
+        message=f"SpO2 {value:g} % on oxygen, above this patient's target "
+        f"{config.low:g}–{config.high:g} %: review the oxygen prescription",
+        direction="high",
+        details={"target_low": config.low, "target_high": config.high, "on_oxygen": True},
+    )
+
+
+def _news2_hit(
+    state: PatientState, config: News2Config, t: float, score_spo2: bool = True
+) -> RuleHit | None:
     """Score the parameters fresh within the window around ``t``; each parameter is read
     off the chart once per new value, not once per evaluation. Most evaluations end in
     the low band, so the aggregate is summed first and the points kept only for a hit."""
@@ -396,7 +452,7 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
             charted = latest.points = _CHART[key](latest.value)
         total += charted
         three = three or charted == 3
-    if spo2 is not None:
+    if spo2 is not None and score_spo2:
         if spo2.points is None or spo2.charted_on_oxygen != oxygen:
             spo2.points = spo2_points(spo2.value, scale=config.spo2_scale, on_oxygen=oxygen)
             spo2.charted_on_oxygen = oxygen
@@ -415,10 +471,14 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
         {
             key: latest.points
             for key, latest in state.news2_latest.items()
-            if latest.points is not None and abs(t - latest.t) <= window
+            if latest.points is not None
+            and abs(t - latest.t) <= window
+            and (score_spo2 or key != "spo2")
         }
     )
     partial = f" (partial: {', '.join(score.missing)} missing)" if score.partial else ""
+    if not score_spo2:
+        partial += "; SpO2 not scored until the patient's SpO2 target is recorded"
     return RuleHit(
         rule_id=config.id,
         kind="news2",
@@ -436,5 +496,6 @@ def _news2_hit(state: PatientState, config: News2Config, t: float) -> RuleHit | 
             "amber_at": config.amber_at,
             "red_at": config.red_at,
             "single_parameter_3": config.single_parameter_3,
+            "spo2_scale": config.spo2_scale if score_spo2 else None,
         },
     )

@@ -70,6 +70,22 @@ def set_rules(
     return version + 1
 
 
+def last_decisions(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per rule, who last changed it, when and why (from the rule history): the record of a
+    clinician's decision, e.g. a patient's SpO2 target and NEWS2 scale."""
+    out: dict[str, dict[str, Any]] = {}
+    for change in history:  # oldest first
+        previous, current = change["previous"] or {}, change["current"] or {}
+        for rule_id in {*previous, *current}:
+            if previous.get(rule_id) != current.get(rule_id):
+                out[rule_id] = {
+                    "by": change["changed_by"],
+                    "at": change["changed_at"],
+                    "reason": change["reason"],
+                }
+    return out
+
+
 def rules_history(conn: Conn, nhs_number: str) -> list[dict[str, Any]]:
     patient = patient_by_nhs(conn, nhs_number)
     with wrap_exceptions(), conn.cursor(row_factory=dict_row) as cur:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from alerts.careplans import coerce_override_value
-from alerts.rules_config import rules_history, set_rules, show_rules
+from alerts.rules_config import last_decisions, rules_history, set_rules, show_rules
 from commands.common import database
 from commands.output import emit
 from homeward.db.connect import connect
@@ -29,9 +29,11 @@ def rules_show(ctx: click.Context, nhs_number: str, as_json: bool) -> None:
     """Effective rules, each value marked with where it came from (template or override)."""
     with database(ctx) as dsn, connect(dsn) as conn:
         patient, effective, version = show_rules(conn, nhs_number)
+        decided = last_decisions(rules_history(conn, nhs_number))
     rows: list[dict[str, Any]] = []
     for rule_id, item in effective.items():
         settings = {k: v for k, v in item.rule.model_dump().items() if k not in _HIDDEN}
+        decision = decided.get(rule_id)
         rows.append(
             {
                 "rule": rule_id,
@@ -44,6 +46,9 @@ def rules_show(ctx: click.Context, nhs_number: str, as_json: bool) -> None:
                 "origin": item.origin,
                 "overridden": list(item.overridden),
                 "source": item.rule.source,
+                "decided": decision
+                if as_json or decision is None
+                else f"{decision['by']}, {decision['at']:%Y-%m-%d %H:%M}: {decision['reason']}",
             }
         )
     if not as_json:

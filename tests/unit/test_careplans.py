@@ -180,7 +180,7 @@ def test_the_templates_are_exactly_these() -> None:
     assert set(ids) == set(CONDITIONS)
     assert len(ids["hypertension"]) == 8
     assert len(ids["heart_failure"]) == 10
-    assert len(ids["copd"]) == 7
+    assert len(ids["copd"]) == 8  # + spo2_target, asked for
     assert len(ids["type2_diabetes"]) == 6
     assert len(ids["post_discharge"]) == 9
     assert all("quality" in rule_ids for rule_ids in ids.values())  # questionable readings

@@ -186,7 +186,7 @@ def test_late_data_never_raises_an_alert(values: list[float]) -> None:
 
 
 def test_news2_from_a_vital_set_within_the_window() -> None:
-    engine = engine_for(("copd",))
+    engine = engine_for(("post_discharge",))  # scale 1 (COPD asks for the scale first)
     at = T0
     out = engine.evaluate(
         [
@@ -279,7 +279,9 @@ def test_engine_news2_matches_scoring_the_fresh_vital_set(scale: int, steps: lis
     from homeward.domain import Consciousness
 
     engine = RuleEngine()
-    engine.load(PatientSnapshot(1, 0, ("copd",), {"news2": {"spo2_scale": scale}}, [], frozenset()))
+    target = {"low": 88, "high": 92} if scale == 2 else {"low": 94, "high": 98}
+    overrides = {"spo2_target": {**target, "scale": scale}}  # the scale is recorded with it
+    engine.load(PatientSnapshot(1, 0, ("copd",), overrides, [], frozenset()))
     news2_rule = engine.patients[1].rules.news2
     assert news2_rule is not None
     assert news2_rule.spo2_scale == scale

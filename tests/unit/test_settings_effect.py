@@ -39,16 +39,18 @@ def _at(hours: float) -> datetime:
 
 @dataclass(frozen=True)
 class Vitals:
-    """Readings for the engine: (hours after T0, metric, value), each its own batch."""
+    """Readings for the engine: (hours after T0, metric, value[, on oxygen]), each its own
+    batch."""
 
-    readings: Sequence[tuple[float, str, float]]
+    readings: Sequence[tuple[float, str, float] | tuple[float, str, float, bool]]
 
     def decide(self, conditions: Sequence[str], overrides: Mapping[str, Any]) -> set[Decision]:
         engine = RuleEngine()
         engine.load(PatientSnapshot(1, 1, tuple(conditions), overrides, [], frozenset()))
         out: set[Decision] = set()
-        for hours, metric, value in self.readings:
-            decisions = engine.evaluate([Reading(1, metric, _at(hours), value)])
+        for hours, metric, value, *oxygen in self.readings:
+            reading = Reading(1, metric, _at(hours), value, on_oxygen=oxygen[0] if oxygen else None)
+            decisions = engine.evaluate([reading])
             at = f"{hours:g}h"
             out |= {("hit", h.rule_id, h.priority.value, at) for _, h in decisions.hits}
             out |= {("clear", c.rule_id, at) for _, c in decisions.clears}
@@ -148,6 +150,12 @@ NEWS_SPREAD = Vitals(
 )
 PULSE_3 = Vitals([(0, "heart_rate", 135.0)])  # a single 3 (and the red pulse limit)
 SPO2_90 = Vitals([(0, "spo2", 90.0)])
+COPD = ("copd",)
+TARGET = "spo2_target"
+HYPERCAPNIC = {"low": 88, "high": 92, "scale": 2}
+NOT_AT_RISK = {"low": 94, "high": 98, "scale": 1}
+SPO2_89 = Vitals([(0, "spo2", 89.0, False)])
+SPO2_97_ON_OXYGEN = Vitals([(0, "spo2", 97.0, True)])
 
 # Hypertension's missed:systolic_bp is due 20:00 Europe/London with 60 minutes' grace; the
 # last reading was yesterday at 19:00 UTC, and it is 21:30 UTC (winter: London is UTC).
@@ -258,7 +266,18 @@ CASES: list[Effect | Refused] = [
     Effect("news2", "single_parameter_3", PD, "news2", {"single_parameter_3": False}, PULSE_3),
     Effect("news2", "window_min", PD, "news2", {"window_min": 30}, NEWS_SPREAD),
     Effect("news2", "enabled", PD, "news2", {"enabled": False}, NEWS_6),
-    Effect("news2", "spo2_scale", PD, "news2", {"spo2_scale": 2}, SPO2_90),
+    Refused("news2", "spo2_scale", PD, "news2", {"spo2_scale": 2}, "recorded with the patient's"),
+    # the SpO2 target and scale, a clinician's decision (COPD asks for it)
+    Effect("spo2_target", "low", COPD, TARGET, {"low": 90}, SPO2_89, HYPERCAPNIC),
+    Effect("spo2_target", "high", COPD, TARGET, {"high": 96}, SPO2_97_ON_OXYGEN, NOT_AT_RISK),
+    Effect("spo2_target", "scale", COPD, TARGET, {"scale": 1}, SPO2_90, HYPERCAPNIC),
+    Refused("spo2_target", "scale", COPD, TARGET, {"scale": 2}, "88–92 %", NOT_AT_RISK),
+    Refused("spo2_target", "low", COPD, TARGET, {"low": 88}, "give both low and high"),
+    Refused("spo2_target", "high", COPD, TARGET, {"high": 80}, "must be below high", HYPERCAPNIC),
+    Refused("spo2_target", "enabled", COPD, TARGET, {"enabled": False}, "cannot be turned off"),
+    Refused("spo2_target", "id", COPD, TARGET, {"id": "target"}, "cannot be"),
+    Refused("spo2_target", "kind", COPD, TARGET, {"kind": "news2"}, "cannot be"),
+    Refused("spo2_target", "source", COPD, TARGET, {"source": "m"}, "cannot be"),
     Refused("news2", "amber_at", PD, "news2", {"amber_at": 7}, "must be below red_at"),
     Refused("news2", "red_at", PD, "news2", {"red_at": 21}, "less than or equal to 20"),
     Refused("news2", "id", PD, "news2", {"id": "news3"}, "cannot be changed"),
@@ -368,7 +387,7 @@ def test_the_cusum_rule_runs_cusum_and_says_so() -> None:
     }
     engine.load(PatientSnapshot(1, 1, HF, rules, [], frozenset()))
     hits = []
-    for hours, metric, value in SHIFT.readings:
+    for hours, metric, value, *_ in SHIFT.readings:
         hits += [h for _, h in engine.evaluate([Reading(1, metric, _at(hours), value)]).hits]
     assert [(h.rule_id, h.details["method"]) for h in hits] == [
         ("baseline:body_weight:cusum", "cusum")
