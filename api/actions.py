@@ -2,7 +2,9 @@
 with a reason, add a note. The person acting is the token's, never the request's; the
 alert's state machine (alerts/lifecycle.py) decides, under the alert's row lock, so a
 second or concurrent acknowledgement is refused (409), not applied twice. Every attempt,
-applied or refused, is audited in the request's transaction."""
+applied or refused — by whom may act, by the body (a field the action does not take, a
+repeated key, a number given as text, too large a body) or by the alert's state — is
+audited in the request's transaction."""
 
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from aiohttp import web
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from alerts.lifecycle import MAX_NOTE_CHARS, Acknowledge, AddNote, Command, Outcome, Resolve, Snooze
 from alerts.lifecycle_store import apply_command
 from api.access import Decision, PatientRef, may_act_on_alert
-from api.views import CONN, PRINCIPAL, Q, Refused, audit, json_response
+from api.strict import MAX_BODY_BYTES, parse_body
+from api.views import CONN, PRINCIPAL, Q, Refused, audit, json_response, printable, problems_of
 from homeward.errors import Conflict, ValidationError
 
 
@@ -68,26 +71,27 @@ ACTIONS: dict[str, tuple[type[_Body], Callable[[Any, str, datetime], Command]]] 
 }
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _read(request: web.Request, model: type[_Body]) -> tuple[Any, list[str]]:
+    """The body as ``model`` and the fields it named. Strict (api/strict.py): one JSON
+    object, no repeated key, no NUL; numbers only as JSON numbers, no field the action
+    does not take. Too large a body is aiohttp's 413 (``client_max_size``)."""
     raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"the body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValidationError("the body must be a JSON object")
-    return data
+    data = parse_body(raw)
+    fields = sorted(data)
+    return model.model_validate_json(raw if data else b"{}", strict=True), fields
+
+
+def action_name(name: str) -> str:
+    """What the audit log calls an action: ``acknowledge_alert``, ``note_alert``, …"""
+    return f"{name}_alert" if name != "notes" else "note_alert"
 
 
 def handler(name: str) -> Callable[[web.Request], Any]:
     model, make_command = ACTIONS[name]
-    action = f"{name}_alert" if name != "notes" else "note_alert"
+    action = action_name(name)
 
     async def act(request: web.Request) -> web.Response:
         who, conn = request[PRINCIPAL], request[CONN]
-        body = model.model_validate(await _body(request))  # 400 before anything is read
         alert_id = int(request.match_info["alert_id"])
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(Q["alert_ref"], {"alert_id": alert_id})
@@ -111,17 +115,39 @@ def handler(name: str) -> Callable[[web.Request], Any]:
                 detail={**detail, **more},
             )
 
+        # Who may act is decided first: a caller who may not gets the same 404 whatever
+        # the body, so neither the alert's existence nor its state can be probed.
         if ref is None or not decision.allowed:
             await record(False, 404)
             raise Refused("no such alert among those you may act on", 404)
+        try:
+            body, fields = await _read(request, model)
+        except web.HTTPRequestEntityTooLarge as exc:
+            await record(True, 413, refused="body too large", limit_bytes=MAX_BODY_BYTES)
+            message = f"the request body is too large: at most {MAX_BODY_BYTES} bytes"
+            raise Refused(message, 413) from exc
+        except ValidationError as exc:
+            await record(True, 400, refused=printable(str(exc)))
+            raise Refused(str(exc), 400) from exc
+        except PydanticValidationError as exc:
+            problems = problems_of(exc)
+            # the fields a body named that the action does not take (``by``, ``state``,
+            # ``team``, ``priority``…): a mass-assignment attempt is on the record
+            unknown = [
+                ".".join(str(p) for p in e["loc"])
+                for e in exc.errors(include_url=False, include_input=False)
+                if e["type"] == "extra_forbidden"
+            ]
+            await record(True, 400, refused="invalid body", problems=problems, fields=unknown)
+            raise Refused("invalid body", 400, problems=problems) from exc
         now = datetime.now(UTC)
         try:
             result = await apply_command(conn, alert_id, make_command(body, who.subject, now), now)
         except (Conflict, ValidationError) as exc:  # refused by the state machine
             status = 409 if isinstance(exc, Conflict) else 400
-            await record(True, status, refused=str(exc))
+            await record(True, status, refused=str(exc), fields=fields)
             raise Refused(str(exc), status) from exc
-        await record(True, 200, event=result.event)
+        await record(True, 200, event=result.event, fields=fields)
         return json_response(
             {
                 "alert_id": alert_id,

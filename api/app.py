@@ -2,7 +2,8 @@
 
 ``/health`` is open; everything under ``/api/v1/`` needs a bearer token (api/access.py)
 and runs in one database transaction per request, in which the access decision is
-audited. Errors become JSON ``{"error": …}`` with the status a client can act on.
+audited. Errors become JSON problems (api/problems.py) with the status a client can act
+on; every answer carries the security headers. Serve it with :class:`ApiRunner`.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import ValidationError as PydanticValidationError
 
 from api import actions, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from api.fhir import handlers as fhir
 from api.openapi import Operation, document
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
-from homeward.errors import (
-    Conflict,
-    DatabaseUnavailable,
-    HomewardError,
-    NotFound,
-    ValidationError,
-)
+from api.problems import problem, secure
+from api.ratelimit import AnonymousAuditLimit
+from api.strict import MAX_BODY_BYTES, bad_text
+from api.views import CLIENT_ERRORS, client_problem, printable
+from homeward.errors import DatabaseUnavailable, ValidationError
 
 log = logging.getLogger(__name__)
 POOL = web.AppKey("pool", AsyncConnectionPool)
@@ -40,6 +38,9 @@ STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
 API_PREFIX = "/api/v1/"
 OPENAPI_PATH = f"{API_PREFIX}openapi.json"  # public: the API's shape, no patient data
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Clock = Callable[[], float]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+ANONYMOUS_LIMIT = web.AppKey("anonymous_limit", AnonymousAuditLimit)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -78,39 +79,25 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    response = views.json_response({"error": message, **extra}, status=status)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="homeward"'
-    return response
+async def _secure_headers(_: web.Request, response: web.StreamResponse) -> None:
+    secure(response.headers)
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Our errors → status codes; nothing else of an exception reaches the client."""
+    """Our errors → JSON problems; nothing else of an exception reaches the client."""
     try:
         return await handler(request)
-    except views.Refused as exc:
-        return _error(exc.status, str(exc))
-    except PydanticValidationError as exc:
-        problems = [
-            {"parameter": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
-        return _error(400, "invalid parameters", problems=problems)
-    except ValidationError as exc:
-        return _error(400, str(exc))
-    except NotFound as exc:
-        return _error(404, str(exc))
-    except Conflict as exc:
-        return _error(409, str(exc))
+    except CLIENT_ERRORS as exc:
+        return client_problem(exc)
     except (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable) as exc:
         # The driver's error, or ours once a store has translated it (wrap_exceptions):
         # either way the client may retry, and nothing of the request was committed.
         log.warning("API request failed, database unavailable: %s", exc)
-        return _error(503, "the database is unavailable; try again shortly")
-    except HomewardError as exc:
-        return _error(400, str(exc))
+        return problem(503, "the database is unavailable; try again shortly")
+    except Exception:
+        log.exception("API request failed: %s %s", request.method, printable(request.path))
+        return problem(500, "internal error; it has been logged")
 
 
 async def _principal(conn: psycopg.AsyncConnection[Any], token: str) -> Principal | None:
@@ -131,10 +118,50 @@ async def _principal(conn: psycopg.AsyncConnection[Any], token: str) -> Principa
     )
 
 
+def _bad_request_text(request: web.Request) -> str | None:
+    """A NUL or a lone surrogate in the path or the query string (PostgreSQL stores
+    neither), named; ``None`` when the text is clean."""
+    if (problem_ := bad_text(request.path)) is not None:
+        return f"the path holds {problem_}"
+    for key, value in request.query.items():
+        if (problem_ := bad_text(key) or bad_text(value)) is not None:
+            return f"the query string holds {problem_}"
+    return None
+
+
+async def _audit_anonymous(
+    request: web.Request, conn: psycopg.AsyncConnection[Any], reason: str
+) -> None:
+    """The refusal in full, or — past the client's limit for the window — counted."""
+    client = printable(request.remote or "unknown", 64)
+    now = request.app[CLOCK]()
+    verdict = request.app[ANONYMOUS_LIMIT].decide(client, now)
+    if verdict.audit:
+        await views.audit(
+            conn,
+            None,
+            "authenticate",
+            allowed=False,
+            status=401,
+            detail={"path": printable(request.path), "reason": reason, "client": client},
+        )
+        return
+    await conn.execute(
+        views.Q["count_dropped"],
+        {
+            "client": verdict.client,
+            "window_start": datetime.fromtimestamp(verdict.window_start, UTC),
+            "now": datetime.fromtimestamp(now, UTC),
+        },
+    )
+
+
 @web.middleware
 async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Under /api/v1/: a valid token, one connection and one transaction per request.
-    A request without a valid token is refused with 401 and audited as anonymous."""
+    A request without a valid token is refused with 401 and audited as anonymous (at
+    most ROWS_PER_WINDOW rows a window per client address; the rest counted). A request
+    refused for its input (400, 413) is audited with the endpoint's action."""
     in_api = request.path.startswith(API_PREFIX) and request.path != OPENAPI_PATH
     if not (in_api or fhir.needs_token(request.path)):
         return await handler(request)
@@ -143,21 +170,22 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
         who = await _principal(conn, token) if token else None
         if who is None:
             reason = "no bearer token" if token is None else "unknown, expired or revoked token"
-            await views.audit(
-                conn,
-                None,
-                "authenticate",
-                allowed=False,
-                status=401,
-                detail={"path": request.path, "reason": reason},
-            )
-            return _error(401, f"authentication required: {reason}")
+            await _audit_anonymous(request, conn, reason)
+            return problem(401, f"authentication required: {reason}")
         request[views.PRINCIPAL] = who
         request[views.CONN] = conn
         try:
+            if (bad := _bad_request_text(request)) is not None:
+                raise ValidationError(bad)
             return await handler(request)
         except views.Refused as exc:  # the refusal is audited: commit it, then answer
-            return _error(exc.status, str(exc))
+            return problem(exc.status, str(exc), **exc.extra)
+        except CLIENT_ERRORS as exc:
+            response = client_problem(exc)
+            action = request.match_info.route.name
+            if action is not None:  # an endpoint (an unknown path is no one's data)
+                await views.audit_refused_request(request, action, response.status, exc)
+            return response
 
 
 @web.middleware
@@ -180,12 +208,13 @@ async def fhir_outcomes(request: web.Request, handler: Handler) -> web.StreamRes
 def _operations() -> list[Operation]:
     patient = f"{API_PREFIX}patients/{{nhs_number}}"
     ops = [
-        Operation("GET", f"{API_PREFIX}me", views.me, "Who the token speaks for"),
+        Operation("GET", f"{API_PREFIX}me", views.me, "Who the token speaks for", "read_identity"),
         Operation(
             "GET",
             f"{API_PREFIX}queue",
             views.queue,
             "The team's unresolved alerts, red first, oldest first",
+            "read_queue",
             query=QueueQuery,
             statuses=(200, 400, 401, 403, 503),
         ),
@@ -194,6 +223,7 @@ def _operations() -> list[Operation]:
             f"{patient}/readings",
             views.readings,
             "A patient's readings, raw or rolled up by hour or day",
+            "read_readings",
             query=ReadingsQuery,
             statuses=(200, 400, 401, 404, 503),
         ),
@@ -202,6 +232,7 @@ def _operations() -> list[Operation]:
             f"{patient}/alerts",
             views.patient_alerts,
             "A patient's alerts, newest first",
+            "read_alerts",
             query=PatientAlertsQuery,
             statuses=(200, 400, 401, 404, 503),
         ),
@@ -213,17 +244,26 @@ def _operations() -> list[Operation]:
                 f"{API_PREFIX}alerts/{{alert_id:\\d{{1,18}}}}/{name}",
                 actions.handler(name),
                 f"{name.capitalize()} an alert",
+                actions.action_name(name),
                 body=body,
-                statuses=(200, 400, 401, 404, 409, 503),
+                statuses=(200, 400, 401, 404, 409, 413, 503),
             )
         )
     return ops
 
 
-def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Application:
-    app = web.Application(middlewares=[fhir_outcomes, errors, authenticated])
+def create_app(
+    pool: AsyncConnectionPool, status: StatusProvider, *, clock: Clock = time.time
+) -> web.Application:
+    """The API; ``clock`` (seconds since the epoch) times the anonymous audit limit."""
+    app = web.Application(
+        middlewares=[fhir_outcomes, errors, authenticated], client_max_size=MAX_BODY_BYTES
+    )
     app[POOL] = pool
     app[STATUS] = status
+    app[CLOCK] = clock
+    app[ANONYMOUS_LIMIT] = AnonymousAuditLimit()
+    app.on_response_prepare.append(_secure_headers)
     app.router.add_get("/health", health)
     operations = _operations()
     spec = orjson.dumps(document(operations))
@@ -233,6 +273,39 @@ def create_app(pool: AsyncConnectionPool, status: StatusProvider) -> web.Applica
 
     app.router.add_get(OPENAPI_PATH, openapi)
     for op in operations:
-        app.router.add_route(op.method, op.path, op.handler)
+        app.router.add_route(op.method, op.path, op.handler, name=op.action)
     fhir.add_routes(app)
     return app
+
+
+class _ProblemRequestHandler(web.RequestHandler):
+    """aiohttp's answers to what never reaches the application — a malformed request
+    line or header, a header too large — as fixed-text JSON problems: its own text
+    quotes the offending bytes, which may be a bearer token."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; refuses if already sent
+        response = problem(status)
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer protocol errors with JSON problems.
+    Serve the API with it (service/wiring.py does), never with a bare ``AppRunner``."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer
+        return server

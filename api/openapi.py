@@ -29,8 +29,40 @@ _RESPONSES = {
     403: "Not allowed for this caller (another team's queue, no clinical role)",
     404: "Not found among what the caller may see or act on",
     409: "Refused by the alert's state (already acknowledged, already resolved)",
+    413: "The request body is larger than the API takes (64 KiB)",
     503: "The database is unavailable; try again",
 }
+# Every error is one of these (api/problems.py): RFC 9457 with the API's own fields.
+_PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "error"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "error": {"type": "string", "description": "the same text as detail"},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["parameter", "problem"],
+                "properties": {
+                    "parameter": {"type": ["string", "null"]},
+                    "problem": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _response(status: int) -> dict[str, Any]:
+    if status < 300:
+        content = {"application/json": {"schema": {"type": "object"}}}
+    else:
+        content = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
+    return {"description": _RESPONSES[status], "content": content}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +71,7 @@ class Operation:
     path: str  # aiohttp form; ``{name}`` or ``{name:regex}`` for path parameters
     handler: Handler
     summary: str
+    action: str  # what the audit log calls a request to it (read_readings, …)
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     statuses: tuple[int, ...] = (200, 400, 401, 503)
@@ -63,7 +96,7 @@ def _schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def document(operations: Iterable[Operation]) -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
+    schemas: dict[str, Any] = {"Problem": _PROBLEM}
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         parameters: list[dict[str, Any]] = [
@@ -81,7 +114,7 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             "summary": op.summary,
             "operationId": op.handler.__name__,
             "parameters": parameters,
-            "responses": {str(s): {"description": _RESPONSES[s]} for s in op.statuses},
+            "responses": {str(s): _response(s) for s in op.statuses},
         }
         if op.body is not None:
             body = schemas[op.body.__name__] = _schema(op.body, schemas)

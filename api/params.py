@@ -1,6 +1,6 @@
 """Query parameters of the HTTP API, validated at the edge (pydantic): bounded page sizes
-and time ranges, known metrics only, times with an offset. A bad parameter is a 400 that
-names it; nothing is guessed."""
+and time ranges, known metrics only, times in RFC 3339 with an offset, counts in digits
+(api/strict.py). A bad parameter is a 400 that names it; nothing is guessed or coerced."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from api.strict import parse_count, parse_time
 from homeward.errors import ValidationError
 from homeward.metrics import CATALOGUE
 
@@ -30,6 +31,33 @@ DEFAULT_SPAN = timedelta(days=7)
 MAX_LIMIT = 10_000
 
 
+def _time(value: Any) -> Any:
+    return parse_time(value) if isinstance(value, str) else value
+
+
+def _count(value: Any) -> Any:
+    return parse_count(value) if isinstance(value, str) else value
+
+
+# A query-string time: RFC 3339 with an offset only (``from=0`` is not the epoch).
+Time = Annotated[
+    datetime,
+    BeforeValidator(_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+# Query-string counts: digits only (``limit=5e1`` or ``limit=true`` is refused). The
+# bounds come before the validator so the document shows them as minimum and maximum.
+ReadingsLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_count)]
+QueueLimit = Annotated[int, Field(ge=1, le=500), BeforeValidator(_count)]
+AlertsLimit = Annotated[int, Field(ge=1, le=1_000), BeforeValidator(_count)]
+
+
+# A metric's name: the document lists the catalogue, the server refuses anything else.
+Metric = Annotated[
+    str, Field(min_length=1), WithJsonSchema({"type": "string", "enum": sorted(CATALOGUE)})
+]
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,20 +69,20 @@ class _Params(BaseModel):
         for key in set(query.keys()):
             values = query.getall(key)
             if key == "metric":
-                data[key] = [m for v in values for m in v.split(",") if m]
+                data[key] = [m for v in values for m in v.split(",")]
             elif len(values) > 1:
-                data[key] = values  # fails validation with a clear message
+                raise ValidationError(f"parameter {key!r} is given {len(values)} times")
             else:
                 data[key] = values[0]
         return cls.model_validate(data)
 
 
 class ReadingsQuery(_Params):
-    since: AwareDatetime | None = Field(default=None, alias="from")
-    until: AwareDatetime | None = Field(default=None, alias="to")
-    metric: list[str] | None = None
+    since: Time | None = Field(default=None, alias="from")
+    until: Time | None = Field(default=None, alias="to")
+    metric: list[Metric] | None = Field(default=None, min_length=1)
     resolution: Resolution = Resolution.RAW
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 5_000
+    limit: ReadingsLimit = 5_000
 
     @model_validator(mode="after")
     def _known_metrics(self) -> ReadingsQuery:
@@ -83,19 +111,20 @@ class AlertState(StrEnum):
     RESOLVED = "resolved"
 
 
+class QueueState(StrEnum):
+    """The queue holds unresolved alerts only, so the document offers only these."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+
+
 class QueueQuery(_Params):
     team: str | None = Field(default=None, min_length=1, max_length=80)
-    state: AlertState | None = None
+    state: QueueState | None = None
     # The first page a nurse works from, red first; more on request (docs/api.md).
-    limit: Annotated[int, Field(ge=1, le=500)] = 50
-
-    @model_validator(mode="after")
-    def _unresolved_only(self) -> QueueQuery:
-        if self.state is AlertState.RESOLVED:
-            raise ValueError("the queue holds unresolved alerts: state is open or acknowledged")
-        return self
+    limit: QueueLimit = 50
 
 
 class PatientAlertsQuery(_Params):
     state: AlertState | None = None
-    limit: Annotated[int, Field(ge=1, le=1_000)] = 200
+    limit: AlertsLimit = 200

@@ -113,7 +113,29 @@ ORDER BY t.token_id
 SELECT l.audit_id, l.at, l.actor, l.role, l.action, p.nhs_number, l.team_id, l.allowed,
        l.status, l.detail
 FROM audit_log l LEFT JOIN patients p ON p.patient_id = l.patient_id
-WHERE (%(nhs_number)s::text IS NULL OR p.nhs_number = %(nhs_number)s)
+WHERE (%(nhs_number)s::text IS NULL OR p.nhs_number = %(nhs_number)s
+       -- a read of several patients (a queue, a list) names each in detail.patients
+       OR l.detail->'patients' @> (SELECT to_jsonb(ARRAY[q.patient_id]) FROM patients q
+                                   WHERE q.nhs_number = %(nhs_number)s))
   AND (%(actor)s::text IS NULL OR l.actor = %(actor)s)
 ORDER BY l.audit_id DESC
 LIMIT %(limit)s
+
+-- name: count_dropped
+-- An unauthenticated refusal past its client's limit (api/ratelimit.py): counted, not kept.
+INSERT INTO audit_dropped (client, window_start, dropped, first_at, last_at)
+VALUES (%(client)s, %(window_start)s, 1, %(now)s, %(now)s)
+ON CONFLICT (client, window_start)
+DO UPDATE SET dropped = audit_dropped.dropped + 1, last_at = EXCLUDED.last_at
+
+-- name: list_dropped
+SELECT client, window_start, dropped, first_at, last_at
+FROM audit_dropped
+ORDER BY window_start DESC, client
+LIMIT %(limit)s
+
+-- name: review_ref
+-- A late review with its patient's team (the path of a request that names one).
+SELECT r.review_id, r.patient_id, p.team_id, p.nhs_number
+FROM late_reviews r JOIN patients p USING (patient_id)
+WHERE r.review_id = %(review_id)s

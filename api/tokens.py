@@ -91,3 +91,9 @@ def list_audit(
         return cur.execute(
             Q["list_audit"], {"nhs_number": number, "actor": actor, "limit": limit}
         ).fetchall()
+
+
+def list_dropped(conn: psycopg.Connection[Any], *, limit: int = 200) -> list[dict[str, Any]]:
+    """Unauthenticated refusals counted, not kept: per client address and window."""
+    with wrap_exceptions(), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(Q["list_dropped"], {"limit": limit}).fetchall()

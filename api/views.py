@@ -14,11 +14,13 @@ from aiohttp import web
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError as PydanticValidationError
 
 from api.access import Decision, Kind, PatientRef, Principal, may_read_patient, may_read_queue
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery, Resolution
+from api.problems import from_http_exception, problem
 from homeward.db.queries import load_queries
-from homeward.errors import HomewardError
+from homeward.errors import Conflict, HomewardError, InvalidNhsNumber, NotFound, ValidationError
 from homeward.metrics import CATALOGUE
 from homeward.nhs import normalise_nhs_number
 
@@ -44,11 +46,53 @@ _READINGS_QUERY: dict[Resolution, str | sql.Composed] = {
 
 
 class Refused(HomewardError):
-    """Access refused (audited); ``status`` is what the caller is told."""
+    """A request refused and already audited; ``status`` is what the caller is told,
+    ``extra`` what the problem adds (``problems`` for a bad body)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
+        self.extra = extra
+
+
+# What a client's request can be refused with, before or without an access decision.
+CLIENT_ERRORS = (
+    Refused,
+    web.HTTPException,
+    PydanticValidationError,
+    ValidationError,
+    NotFound,
+    Conflict,
+)
+
+
+def problems_of(exc: PydanticValidationError) -> list[dict[str, Any]]:
+    """Each problem with the parameter or field it concerns; never the value sent."""
+    return [
+        {"parameter": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def client_problem(exc: BaseException) -> web.Response:
+    """The JSON problem a client error is answered with."""
+    if isinstance(exc, Refused):
+        return problem(exc.status, str(exc), **exc.extra)
+    if isinstance(exc, web.HTTPException):
+        return from_http_exception(exc)
+    if isinstance(exc, PydanticValidationError):
+        return problem(400, "invalid parameters", problems=problems_of(exc))
+    if isinstance(exc, NotFound):
+        return problem(404, str(exc))
+    if isinstance(exc, Conflict):
+        return problem(409, str(exc))
+    return problem(400, str(exc))
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Text safe to keep in the audit log (jsonb holds no NUL): escaped, bounded."""
+    clean = text.encode("ascii", "backslashreplace").decode("ascii").replace("\x00", "\\x00")
+    return clean if len(clean) <= limit else clean[:limit] + "…"
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -82,6 +126,66 @@ async def audit(
             "status": status,
             "detail": Jsonb(detail or {}),
         },
+    )
+
+
+async def _subject(
+    conn: psycopg.AsyncConnection[Any], match: dict[str, str]
+) -> tuple[int | None, str | None, dict[str, Any]]:
+    """Whose data a request named in its path (patient id, team, what was named), as far
+    as the path can be read."""
+    named: dict[str, Any] = {}
+    row = None
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if "nhs_number" in match:
+            try:
+                number = normalise_nhs_number(match["nhs_number"])
+            except InvalidNhsNumber:
+                named["nhs_number"] = printable(match["nhs_number"], 40)
+            else:
+                named["nhs_number"] = number
+                await cur.execute(Q["patient_ref"], {"nhs_number": number})
+                row = await cur.fetchone()
+        elif "alert_id" in match:
+            named["alert_id"] = int(match["alert_id"])
+            await cur.execute(Q["alert_ref"], {"alert_id": named["alert_id"]})
+            row = await cur.fetchone()
+        elif "review_id" in match:
+            named["review_id"] = int(match["review_id"])
+            await cur.execute(Q["review_ref"], {"review_id": named["review_id"]})
+            row = await cur.fetchone()
+    if row is None:
+        return None, None, named
+    return row["patient_id"], row["team_id"], named
+
+
+async def audit_refused_request(
+    request: web.Request, action: str, status: int, exc: BaseException
+) -> None:
+    """A request to ``action`` refused for its input before any access decision: with
+    the patient its path names, the problem, and never the values sent."""
+    who, conn = request[PRINCIPAL], request[CONN]
+    patient_id, team_id, named = await _subject(conn, dict(request.match_info))
+    if patient_id is None and who.kind is Kind.PATIENT:
+        patient_id, team_id = who.patient_id, who.team_id  # their own request
+    detail: dict[str, Any] = {
+        "reason": "invalid request",
+        "path": printable(request.path),
+        **named,
+    }
+    if isinstance(exc, PydanticValidationError):
+        detail["problems"] = problems_of(exc)
+    elif not isinstance(exc, web.HTTPException):
+        detail["problem"] = printable(str(exc))
+    await audit(
+        conn,
+        who,
+        action,
+        allowed=False,
+        status=status,
+        patient_id=patient_id,
+        team_id=team_id,
+        detail=detail,
     )
 
 

@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 
 import click
 
-from api.tokens import MAX_DAYS, issue_token, list_audit, list_tokens, revoke_token
+from api.tokens import (
+    MAX_DAYS,
+    issue_token,
+    list_audit,
+    list_dropped,
+    list_tokens,
+    revoke_token,
+)
 from commands.common import database
 from commands.output import emit, emit_one
 from homeward.db.connect import connect
@@ -82,3 +89,14 @@ def audit_list(
     with database(ctx) as dsn, connect(dsn) as conn:
         rows = list_audit(conn, nhs_number=nhs_number, actor=actor, limit=limit)
     emit(rows, as_json=as_json, title="audit log")
+
+
+@audit.command("dropped")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def audit_dropped(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Unauthenticated refusals past a client's limit: counted per address and minute."""
+    with database(ctx) as dsn, connect(dsn) as conn:
+        rows = list_dropped(conn, limit=limit)
+    emit(rows, as_json=as_json, title="audit rows counted, not kept")

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from alerts.jobs import Timers
 from alerts.notify import Senders
 from alerts.store import RuleStage
-from api.app import create_app
+from api.app import ApiRunner, create_app
 from homeward.config import Settings
 from homeward.heap import settle_after_start
 from ingest.mqtt_source import MqttSource
@@ -133,7 +133,7 @@ class HomewardService:
             stall_s=s.timer_stall_s,
         )
         self.timers.start()
-        runner = web.AppRunner(create_app(pool, self.status), access_log=None)
+        runner = ApiRunner(create_app(pool, self.status), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port)
         await site.start()

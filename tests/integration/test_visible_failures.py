@@ -81,7 +81,7 @@ async def test_the_database_lost_under_an_action_is_a_503_and_the_next_one_works
 
                 async def acknowledge() -> tuple[int, dict[str, Any]]:
                     async with http.post(url, headers=headers) as r:
-                        return r.status, await r.json()
+                        return r.status, await r.json(content_type=None)
 
                 answer = asyncio.create_task(acknowledge())
                 waiting: list[int] = []

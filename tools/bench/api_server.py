@@ -13,14 +13,14 @@ import sys
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from api.app import create_app
+from api.app import ApiRunner, create_app
 from service.wiring import POOL_MAX_SIZE
 
 
 async def serve(dsn: str, port: int) -> None:
     pool = AsyncConnectionPool(dsn, min_size=POOL_MAX_SIZE, max_size=POOL_MAX_SIZE, open=False)
     await pool.open(wait=True)
-    runner = web.AppRunner(create_app(pool, lambda: {}), access_log=None)
+    runner = ApiRunner(create_app(pool, lambda: {}), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print("ready", flush=True)
