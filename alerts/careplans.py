@@ -1,7 +1,7 @@
 """Rule configuration: validated models, care-plan templates per condition, and per-patient
 overrides applied all-or-nothing with the provenance of every value.
 
-* Every template default names its source (``source``; the numbers are in clinical.md and
+* Every template default names its published source (``source``; docs/references.md and
   docs/rules.md). Clinicians change them per patient; the code never holds a patient's
   thresholds.
 * **Several conditions** (e.g. heart failure + diabetes): the union of their templates'
@@ -383,7 +383,8 @@ NEWS2_DEFAULT = News2RuleConfig(
 )
 SILENCE_DEFAULT = DeviceSilenceConfig(
     id="device_silence",
-    source="IEC 60601-1-8 (RELIABILITY.md): device silence is a technical alarm",
+    source="IEC 60601-1-8: device silence is a technical alarm; cadences and factor are "
+    "Homeward defaults † (a daily spot reading, a wearable every 2 minutes, twice that)",
 )
 SPO2_TARGET_ASKED = Spo2TargetConfig(
     id="spo2_target",
@@ -415,15 +416,17 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         ),
         ChangeRuleConfig(
             **_weight(id="change:body_weight:1d", delta=1.5, window_h=24),
-            source="Homeward default, not in clinical.md: > 1.5 kg in 1 day — confirm locally",
+            source="Homeward default †, no published source: > 1.5 kg in 1 day — confirm locally",
         ),
         BaselineRuleConfig(
             **_weight(id="baseline:body_weight", min_delta=2.0),
-            source="clinical.md: ≥ 2 kg against a 28-day baseline; EWMA λ 0.3, limits 3σ",
+            source="Zhang 2009, Gyllensten 2016: ≥ 2 kg against a 28-day baseline; Montgomery "
+            "(statistical quality control): EWMA λ 0.3, limits 3σ",
         ),
         BaselineRuleConfig(
             **_weight(id="baseline:body_weight:cusum", method="cusum", enabled=False),
-            source="clinical.md: CUSUM k 0.5σ, h 5σ, reset after an alarm (off by default)",
+            source="Montgomery (statistical quality control): CUSUM k 0.5σ, h 5σ, reset after "
+            "an alarm (off by default)",
         ),
         SlopeRuleConfig(
             **_weight(id="slope:body_weight", per_day=0.5, window_days=7, enabled=False),
@@ -454,7 +457,7 @@ TEMPLATES: dict[str, tuple[RuleConfig, ...]] = {
         QUALITY_DEFAULT,
     ),
     "type2_diabetes": (
-        _limit("blood_glucose", "severe", "<", 3.0, "red", 0.5, "clinical.md: < 3.0 significant"),
+        _limit("blood_glucose", "severe", "<", 3.0, "red", 0.5, "IHSG level 2: < 3.0 significant"),
         _limit("blood_glucose", "hypo", "<", 4.0, "amber", 0.5, "Hypo: four is the floor (< 4.0)"),
         _limit("blood_glucose", "high", ">", 13.9, "amber", 1.0, "Battelino 2019: > 13.9 mmol/L"),
         _missed("blood_glucose", "10:00", f"daily glucose; {CARE_PLAN}"),

@@ -107,7 +107,7 @@ def test_heart_failure_weight_defaults() -> None:
     assert (three.delta, three.window_h, three.direction) == (2.0, 72, "rise")  # > 2 kg / 3 d
     assert "ESC" in three.source
     assert (one.delta, one.window_h) == (1.5, 24)
-    assert "not in clinical.md" in one.source  # said plainly: a local convention
+    assert "no published source" in one.source  # said plainly: a local convention
     ewma = rules["baseline:body_weight"]
     assert isinstance(ewma, BaselineRuleConfig)
     assert (ewma.method, ewma.baseline_days, ewma.min_delta) == ("ewma", 28, 2.0)  # ≥ 2 kg, 28 d
