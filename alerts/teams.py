@@ -1,4 +1,4 @@
-"""The declarative organisation file (DESIGN §7): localities, neighbourhood teams and their
+"""The declarative organisation file (docs/alerts.md): localities, neighbourhood teams and their
 GP practices, staff and roles, rotas, working hours with an out-of-hours route, escalation
 policies and notification channels. Loaded with ``homeward teams load FILE``.
 

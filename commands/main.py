@@ -1,4 +1,4 @@
-"""``homeward``: one entry point, sub-commands grouped by part (DESIGN §7).
+"""``homeward``: one entry point, sub-commands grouped by part (README, Command line).
 
 Errors a person can act on are printed to standard error with a non-zero exit status.
 """

@@ -15,7 +15,7 @@ from homeward.metrics import CATALOGUE
 
 MMHG_PER_KPA = 7.50062
 KG_PER_LB = 0.45359237
-MGDL_PER_MMOLL = 18.0  # glucose, as clinical.md and UK practice use
+MGDL_PER_MMOLL = 18.0  # glucose, as UK practice uses (docs/references.md)
 
 Converter = Callable[[float], float]
 

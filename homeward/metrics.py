@@ -1,4 +1,5 @@
-"""The metric catalogue (DESIGN §5): names are the contract, units are UCUM codes.
+"""The metric catalogue (docs/payload.md, docs/references.md): names are the contract, units
+are UCUM codes.
 
 Each metric has a canonical unit, the other units it is accepted in (converted
 explicitly in :mod:`devices.units`), and two ranges:

@@ -21,7 +21,8 @@ in a :class:`CusumState` and consumes each sample once.
   metric's display resolution (and ``min_sigma``). Starting from μ, z ← λ·x + (1 − λ)·z
   over the recent samples; the control limit is the exact one after n samples,
   L·σ·√(λ/(2−λ)·(1 − (1−λ)^2n)). It hits when |z − μ| is beyond the limit *and* at least
-  ``min_delta`` — clinical.md: λ 0.1–0.3, L ≈ 3, ≥ 2 kg against a 28-day baseline.
+  ``min_delta`` — docs/references.md (trend detection): λ 0.1–0.3, L ≈ 3, ≥ 2 kg
+  against a 28-day baseline.
   The recent window restarts the statistic, so once the readings that caused an alarm
   leave it, the EWMA starts again from the baseline.
 * **CUSUM** — each new sample is standardised against the same guarded baseline,

@@ -1,4 +1,4 @@
-"""Fault scenarios from RELIABILITY.md, each with its invariant.
+"""Fault scenarios of docs/references.md, each with its invariant.
 
 These start their own throwaway PostgreSQL or Mosquitto so they can stop and kill them.
 """

@@ -47,7 +47,7 @@ def one(metric: str, value: object, unit: str) -> list[dict[str, object]]:
     return [{"metric": metric, "value": value, "unit": unit}]
 
 
-# (label, device, payload, retained, expected reason) — RELIABILITY.md's categories.
+# (label, device, payload, retained, expected reason) — the categories of docs/references.md.
 BAD: list[tuple[str, str, bytes, bool, str]] = [
     ("not JSON", "ox-1", b"spo2=95", False, "malformed_json"),
     ("truncated", "ox-1", doc(msg_id="t1")[:-7], False, "malformed_json"),

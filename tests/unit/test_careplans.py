@@ -1,5 +1,6 @@
-"""Care-plan templates against clinical.md (the expected numbers are typed here from it, not
-read from the code), merging conditions, and overrides validated all-or-nothing."""
+"""Care-plan templates against the published sources of docs/references.md (the expected
+numbers are typed here from them, not read from the code), merging conditions, and overrides
+validated all-or-nothing."""
 
 from __future__ import annotations
 

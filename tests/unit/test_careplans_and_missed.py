@@ -1,4 +1,4 @@
-"""Care-plan defaults against clinical.md (typed from it), overrides, and missed readings
+"""Care-plan defaults against docs/references.md (typed from it), overrides, and missed readings
 with an injected clock."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alerts.careplans import TEMPLATES, ChangeConfig, ThresholdConfig, effective
 from alerts.rules.missed import Schedule, device_silent, missed, next_check_at
 from homeward.errors import ValidationError
 
-# (condition, rule id, direction, limit, inclusive, priority) — clinical.md
+# (condition, rule id, direction, limit, inclusive, priority) — docs/references.md
 THRESHOLDS = [
     ("hypertension", "threshold:systolic_bp:severe", "high", 180, True, "red"),  # NG136 ≥ 180
     ("hypertension", "threshold:diastolic_bp:severe", "high", 120, True, "red"),  # ≥ 120
@@ -53,7 +53,7 @@ def test_heart_failure_weight_defaults() -> None:
     assert (one_day.delta, one_day.window_h) == (1.5, 24)
     baseline = rules["baseline:body_weight"].rule
     assert (baseline.baseline_days, baseline.min_delta) == (28, 2.0)  # 2 kg vs 28 days
-    assert 0.1 <= baseline.lam <= 0.3  # clinical.md: λ 0.1–0.3
+    assert 0.1 <= baseline.lam <= 0.3  # docs/references.md: λ 0.1–0.3
     assert baseline.limit_sigma == 3.0  # limits around 3σ
 
 

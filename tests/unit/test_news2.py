@@ -1,4 +1,4 @@
-"""NEWS2 against the published chart (RCP 2017 chart 1, as copied in clinical.md).
+"""NEWS2 against the published chart (RCP 2017 chart 1, as tabled in docs/references.md).
 
 Every expected value below is typed from the chart, not computed from the code: both
 sides of every band boundary of every row, the rounding rule on both sides, the response

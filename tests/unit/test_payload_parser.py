@@ -1,4 +1,4 @@
-"""Payload v1 parsing: the DESIGN examples, every rejection reason, and properties."""
+"""Payload v1 parsing: the examples of docs/payload.md, every rejection reason, and properties."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from homeward.metrics import CATALOGUE
 NOW = datetime(2026, 11, 22, 8, 30, tzinfo=UTC)
 TOPIC = "homeward/v1/devices/bp-1/readings"
 
-# DESIGN.md §2 examples, verbatim.
+# The examples of docs/payload.md, verbatim.
 # ruff: noqa: E501
 BP_EXAMPLE = b"""{"msg_id": "bp-000184", "measured_at": "2026-11-22T08:14:05+00:00", "device_seq": 184,
  "readings": [{"metric": "systolic_bp", "value": 152, "unit": "mm[Hg]"},

@@ -1,4 +1,4 @@
-"""Metric catalogue and units, against DESIGN §5 / clinical.md typed out by hand."""
+"""Metric catalogue and units, against docs/payload.md and docs/references.md typed out by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from devices.units import CONVERSIONS, classify, to_canonical
 from homeward.errors import UnitError
 from homeward.metrics import CATALOGUE
 
-# DESIGN §5, typed from the document — not read from the code.
+# docs/payload.md's catalogue, typed from the document — not read from the code.
 PUBLISHED = {
     "heart_rate": ("8867-4", "/min"),
     "respiratory_rate": ("9279-1", "/min"),
