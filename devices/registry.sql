@@ -57,7 +57,8 @@ FROM patients ORDER BY patient_id
 
 -- name: list_quarantine
 SELECT quarantine_id, first_received_at, last_received_at, times_seen, topic, device_id,
-       msg_id, reason, detail, payload, security_event
+       msg_id, reason, detail, payload, payload_bytes, encode(payload_sha256, 'hex') AS payload_sha256,
+       security_event
 FROM quarantine
 WHERE (%(reason)s::text IS NULL OR reason = %(reason)s)
   AND (%(device_id)s::text IS NULL OR device_id = %(device_id)s)

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     )
     db_retry_max_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=30_000, ge=100)
+    quarantine_keep_bytes: int = Field(
+        default=4096,
+        ge=0,
+        le=1_048_576,
+        description="bytes of a rejected payload kept in quarantine (its size and hash always)",
+    )
+    quarantine_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="quarantine rows a device may add a minute; the rest are counted, not kept",
+    )
     ingest_stall_after_s: float = Field(
         default=30.0,
         gt=0,

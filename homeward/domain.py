@@ -75,6 +75,7 @@ class RejectReason(StrEnum):
     UNSTORABLE_TEXT = "unstorable_text"
     STORAGE_ERROR = "storage_error"
     PARSER_ERROR = "parser_error"
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,6 +230,7 @@ class IngestPipeline:
             result = await self._store_with_retry(batch)
         finally:
             self._in_flight = 0
+            self._store.gate.settle(id(item.inbound) for item in batch)
         self._ack([item.inbound for item in batch])
         s = self.stats
         s.batches += 1

@@ -8,9 +8,10 @@ message is written to ``quarantine``. Only after COMMIT does the caller acknowle
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -21,6 +22,7 @@ from homeward.db.queries import load_queries
 from homeward.domain import DeviceMessage, Rejection, RejectReason
 from ingest.activity import DeviceActivity
 from ingest.mqtt_source import Inbound
+from ingest.quarantine_gate import QuarantineGate, kept_payload
 from ingest.status import StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -107,17 +109,41 @@ def _reading_rows(seq: int, item: Item, message: DeviceMessage) -> list[tuple[An
     ]
 
 
-def _quarantine_row(item: Item, rejection: Rejection) -> dict[str, Any]:
+def _quarantine_row(
+    item: Item, rejection: Rejection, keep_bytes: int, times: int = 1
+) -> dict[str, Any]:
+    kept = kept_payload(item.inbound.payload, keep_bytes)
     return {
         "received_at": _utc(item.inbound.received_at),
         "topic": safe_text(item.inbound.topic, 512),
-        "device_id": rejection.device_id,
+        "device_id": safe_text(rejection.device_id, 64) if rejection.device_id else None,
         "msg_id": safe_text(rejection.msg_id, 200) if rejection.msg_id else None,
         "reason": rejection.reason.value,
         "detail": safe_text(rejection.detail),
-        "payload": item.inbound.payload,
+        "payload": kept.prefix,
+        "payload_bytes": kept.size,
+        "payload_sha256": kept.sha256,
+        "times": times,
         "security_event": rejection.reason is RejectReason.PATIENT_MISMATCH,
     }
+
+
+_RATE_LIMITED_SHA = hashlib.sha256(b"homeward:rate_limited").digest()  # one row per topic
+
+
+def _rate_limited_row(item: Item, source: str, times: int, per_minute: int) -> dict[str, Any]:
+    row = _quarantine_row(
+        Item(replace(item.inbound, payload=b""), None),
+        Rejection(
+            RejectReason.RATE_LIMITED,
+            f"more than {per_minute} rejected messages a minute from {source}: the ones "
+            "beyond that are counted in times_seen, not kept (HOMEWARD_QUARANTINE_PER_MINUTE)",
+            device_id=None if source.startswith("topic:") else source,
+        ),
+        0,
+        times,
+    )
+    return {**row, "payload_sha256": _RATE_LIMITED_SHA}
 
 
 _UNRESOLVED_DETAIL = {
@@ -157,9 +183,15 @@ class BatchStore:
     """Owns one database connection for the writer; reconnects after a failure."""
 
     def __init__(
-        self, dsn: str, *, statement_timeout_ms: int = 30_000, stage: Stage | None = None
+        self,
+        dsn: str,
+        *,
+        statement_timeout_ms: int = 30_000,
+        stage: Stage | None = None,
+        gate: QuarantineGate | None = None,
     ) -> None:
         self._dsn = dsn
+        self.gate = gate or QuarantineGate(per_minute=60, keep_bytes=4096)
         self._statement_timeout_ms = statement_timeout_ms
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stage = stage
@@ -198,9 +230,10 @@ class BatchStore:
         rows: list[tuple[Any, ...]] = []
         quarantine: list[dict[str, Any]] = []
         accepted: dict[int, tuple[Item, DeviceMessage]] = {}
+        rejected: list[tuple[Item, Rejection]] = []
         for seq, item in enumerate(items):
             if isinstance(item.parsed, Rejection):
-                quarantine.append(_quarantine_row(item, item.parsed))
+                rejected.append((item, item.parsed))
             elif isinstance(item.parsed, DeviceMessage):
                 accepted[seq] = (item, item.parsed)
                 rows.extend(_reading_rows(seq, item, item.parsed))
@@ -220,9 +253,10 @@ class BatchStore:
                         await cur.execute(Q["unresolved_messages"])
                         for seq, reason, _bound in await cur.fetchall():
                             item, message = accepted[seq]
-                            quarantine.append(_quarantine_row(item, _unresolved(reason, message)))
+                            rejected.append((item, _unresolved(reason, message)))
                     if stored and self._stage is not None:
                         await self._run_stage(cur, stored)
+                quarantine = self._admitted(rejected)
                 if quarantine:
                     await cur.executemany(Q["quarantine_message"], quarantine)
                 if activity:
@@ -232,6 +266,23 @@ class BatchStore:
                 self._stage.rolled_back(stored)  # the commit did not happen
             raise
         return BatchResult(stored=stored, offered=len(rows), quarantined=len(quarantine))
+
+    def _admitted(self, rejected: list[tuple[Item, Rejection]]) -> list[dict[str, Any]]:
+        """The quarantine rows this batch writes: each rejection the gate admits, and
+        one ``rate_limited`` row per topic counting those it does not."""
+        gate = self.gate
+        rows: list[dict[str, Any]] = []
+        limited: dict[str, tuple[Item, str, int]] = {}
+        for item, rejection in rejected:
+            source = rejection.device_id or f"topic:{item.inbound.topic[:200]}"
+            if gate.admit(source, id(item.inbound)):
+                rows.append(_quarantine_row(item, rejection, gate.keep_bytes))
+            else:
+                first, _source, times = limited.get(item.inbound.topic, (item, source, 0))
+                limited[item.inbound.topic] = (first, source, times + 1)
+        for first, source, times in limited.values():
+            rows.append(_rate_limited_row(first, source, times, gate.per_minute))
+        return rows
 
     async def _run_stage(self, cur: psycopg.AsyncCursor[Any], stored: list[StoredReading]) -> None:
         assert self._stage is not None

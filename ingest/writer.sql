@@ -52,12 +52,15 @@ RETURNING time, patient_id, device_id, metric, value, received_at, msg_id, on_ox
           consciousness, late, flags
 
 -- name: quarantine_message
-INSERT INTO quarantine (first_received_at, last_received_at, topic, device_id, msg_id, reason,
-                        detail, payload, payload_sha256, security_event)
-VALUES (%(received_at)s, %(received_at)s, %(topic)s, %(device_id)s, %(msg_id)s, %(reason)s,
-        %(detail)s, %(payload)s, sha256(%(payload)s), %(security_event)s)
+-- The payload kept is a bounded prefix; its size and hash are the whole payload's.
+INSERT INTO quarantine (first_received_at, last_received_at, times_seen, topic, device_id,
+                        msg_id, reason, detail, payload, payload_bytes, payload_sha256,
+                        security_event)
+VALUES (%(received_at)s, %(received_at)s, %(times)s, %(topic)s, %(device_id)s, %(msg_id)s,
+        %(reason)s, %(detail)s, %(payload)s, %(payload_bytes)s, %(payload_sha256)s,
+        %(security_event)s)
 ON CONFLICT ON CONSTRAINT quarantine_once DO UPDATE
-   SET times_seen = quarantine.times_seen + 1,
+   SET times_seen = quarantine.times_seen + EXCLUDED.times_seen,
        last_received_at = GREATEST(quarantine.last_received_at, EXCLUDED.last_received_at)
 
 -- name: touch_devices

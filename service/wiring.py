@@ -26,6 +26,7 @@ from homeward.config import Settings
 from homeward.heap import settle_after_start
 from ingest.mqtt_source import MqttSource
 from ingest.pipeline import Handler, IngestPipeline
+from ingest.quarantine_gate import QuarantineGate
 from ingest.writer import BatchStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,10 @@ class HomewardService:
         self.own_process = own_process
         self.rules = RuleStage() if rules else None
         self.store = BatchStore(
-            settings.dsn, statement_timeout_ms=settings.statement_timeout_ms, stage=self.rules
+            settings.dsn,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            stage=self.rules,
+            gate=QuarantineGate(settings.quarantine_per_minute, settings.quarantine_keep_bytes),
         )
         self.source = MqttSource(
             settings,
@@ -86,6 +90,16 @@ class HomewardService:
             )
         return problems
 
+    def _quarantine_status(self) -> dict[str, Any]:
+        gate = self.store.gate
+        return {
+            "rows_kept": gate.stats.kept,
+            "rate_limited": gate.stats.rate_limited,  # counted, not kept as rows of their own
+            "rate_limited_by_device": gate.stats.top(),
+            "per_minute": gate.per_minute,
+            "keep_bytes": gate.keep_bytes,
+        }
+
     def status(self) -> dict[str, Any]:
         return {
             "problems": self.problems(),
@@ -95,6 +109,7 @@ class HomewardService:
                 **dataclasses.asdict(self.pipeline.stats),
                 "pending": self.pipeline.pending,
                 "progress": dataclasses.asdict(self.pipeline.progress_now()),
+                "quarantine": self._quarantine_status(),
             },
             "rules": {
                 "enabled": self.rules is not None,

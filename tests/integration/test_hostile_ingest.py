@@ -289,3 +289,54 @@ async def test_health_says_degraded_while_ingest_makes_no_progress(
     finally:
         pub.close()
     assert service.pipeline.stats.batches_split == 0
+
+
+async def test_quarantine_keeps_a_bounded_prefix_and_a_device_only_its_allowance(
+    db_url: str, broker_url: str
+) -> None:
+    """Finding 15: twenty 1 MB rejected messages kept 20 MB. Now a row keeps at most
+    HOMEWARD_QUARANTINE_KEEP_BYTES of a payload (with its whole size and hash), a device
+    adds at most HOMEWARD_QUARANTINE_PER_MINUTE rows a minute, and the rest are counted
+    — on /health and in one rate_limited row — never dropped silently."""
+    settings = make_settings(
+        db_url, broker_url, quarantine_keep_bytes=1024, quarantine_per_minute=5
+    )
+    with psycopg.connect(db_url) as conn:
+        add_patient(conn, nhs_number=NHS, name="Hostile Ingest")
+        add_device(conn, "ox-1", patient_nhs_number=NHS)
+        add_device(conn, "ox-2", patient_nhs_number=NHS)
+        conn.commit()
+    big = [b"%d" % n + b"x" * 1_000_000 for n in range(20)]
+    pub = Publisher(broker_url)
+    try:
+        async with running_service(settings) as service, aiohttp.ClientSession() as http:
+            for payload in big:
+                pub.publish(settings.readings_topic("ox-1"), payload)
+            pub.publish(settings.readings_topic("ox-2"), b"not json")  # its own allowance
+            pub.publish(settings.readings_topic("ox-1"), reading_payload("after", GOOD))
+            await async_wait_until(lambda: count_rows(db_url) == 1, what="the next good one")
+            await async_wait_until(
+                lambda: service.source.stats.acked == len(big) + 2, what="all acknowledged"
+            )
+            async with http.get(f"http://127.0.0.1:{service.http_port}/health") as response:
+                body = await response.json()
+    finally:
+        pub.close()
+        purge_session(settings)
+    quarantine = body["ingest"]["quarantine"]
+    assert quarantine["rate_limited"] == 15
+    assert quarantine["rate_limited_by_device"] == {"ox-1": 15}
+    assert quarantine["rows_kept"] == 6
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT device_id, reason, octet_length(payload), payload_bytes, times_seen"
+            " FROM quarantine ORDER BY quarantine_id"
+        ).fetchall()
+        total = conn.execute("SELECT sum(octet_length(payload)) FROM quarantine").fetchone()
+    kept = [r for r in rows if r[1] == "oversized"]
+    assert kept == [("ox-1", "oversized", 1024, len(p), 1) for p in big[:5]]
+    assert ("ox-2", "malformed_json", 8, 8, 1) in rows
+    limited = [r for r in rows if r[1] == "rate_limited"]
+    assert [(r[0], r[4]) for r in limited] == [("ox-1", 15)]
+    assert total is not None
+    assert total[0] <= 6 * 1024

@@ -3,6 +3,7 @@ the good messages around them still stored (a poison message never blocks the st
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -184,13 +185,15 @@ async def test_every_bad_input_is_quarantined_with_its_reason_and_the_stream_flo
         pub.close()
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
-            "SELECT reason, detail, payload, topic FROM quarantine ORDER BY quarantine_id"
+            "SELECT reason, detail, payload, topic, payload_bytes, payload_sha256 FROM quarantine"
+            " ORDER BY quarantine_id"
         ).fetchall()
     assert [r[0] for r in rows] == [b[4] for b in BAD]
-    for (label, device, payload, _retained, _reason), (_r, detail, stored, topic) in zip(
-        BAD, rows, strict=True
-    ):
-        assert bytes(stored) == payload, label  # the raw bytes, exactly as received
+    for (label, device, payload, _retained, _reason), row in zip(BAD, rows, strict=True):
+        _r, detail, stored, topic, size, sha = row
+        # The raw bytes as received, up to HOMEWARD_QUARANTINE_KEEP_BYTES; size and hash whole.
+        assert bytes(stored) == payload[:4096], label
+        assert (size, bytes(sha)) == (len(payload), hashlib.sha256(payload).digest()), label
         assert len(detail) > 10, label
         assert topic == settings.readings_topic(device)
 
