@@ -61,7 +61,7 @@ def drain_with_workers(
     timeout_s: float = 900,
 ) -> dict[str, Any]:
     tag = f"scale{workers}-{time.monotonic_ns()}"
-    ids = [f"hw-{tag}-{i}" for i in range(workers)]
+    ids = [f"homeward-hw-{tag}-{i}" for i in range(workers)]
     for client_id in ids:
         create_session(settings, client_id, f"$share/{tag}/{settings.readings_topic()}")
     with psycopg.connect(dsn) as conn:
