@@ -20,7 +20,7 @@ from aiohttp import web
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api import actions, views
+from api import actions, device_ingest, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from api.fhir import handlers as fhir
 from api.openapi import Operation, document
@@ -28,11 +28,11 @@ from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
 from api.problems import problem, secure
 from api.ratelimit import AnonymousAuditLimit
 from api.strict import MAX_BODY_BYTES, bad_text
-from api.views import CLIENT_ERRORS, client_problem, printable
+from api.views import CLIENT_ERRORS, POOL, client_problem, printable
 from homeward.errors import DatabaseUnavailable, ValidationError
+from ingest.http_source import HttpSource
 
 log = logging.getLogger(__name__)
-POOL = web.AppKey("pool", AsyncConnectionPool)
 StatusProvider = Callable[[], dict[str, Any]]
 STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
 API_PREFIX = "/api/v1/"
@@ -162,7 +162,11 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
     A request without a valid token is refused with 401 and audited as anonymous (at
     most ROWS_PER_WINDOW rows a window per client address; the rest counted). A request
     refused for its input (400, 413) is audited with the endpoint's action."""
-    in_api = request.path.startswith(API_PREFIX) and request.path != OPENAPI_PATH
+    in_api = (
+        request.path.startswith(API_PREFIX)
+        and request.path != OPENAPI_PATH
+        and not device_ingest.is_device_path(request.path)  # devices: their own credential
+    )
     if not (in_api or fhir.needs_token(request.path)):
         return await handler(request)
     token = bearer_token(request.headers.get("Authorization"))
@@ -253,9 +257,15 @@ def _operations() -> list[Operation]:
 
 
 def create_app(
-    pool: AsyncConnectionPool, status: StatusProvider, *, clock: Clock = time.time
+    pool: AsyncConnectionPool,
+    status: StatusProvider,
+    *,
+    clock: Clock = time.time,
+    ingest: HttpSource | None = None,
+    device_posts_per_minute: int = 120,
 ) -> web.Application:
-    """The API; ``clock`` (seconds since the epoch) times the anonymous audit limit."""
+    """The API; ``clock`` (seconds since the epoch) times the anonymous audit limit;
+    ``ingest`` takes readings posted by devices (without it they are answered 503)."""
     app = web.Application(
         middlewares=[fhir_outcomes, errors, authenticated], client_max_size=MAX_BODY_BYTES
     )
@@ -275,6 +285,10 @@ def create_app(
     for op in operations:
         app.router.add_route(op.method, op.path, op.handler, name=op.action)
     fhir.add_routes(app)
+    if ingest is not None:
+        app[device_ingest.HTTP_INGEST] = ingest
+    app[device_ingest.LIMIT] = device_ingest.DevicePostLimit(device_posts_per_minute)
+    app.router.add_post(device_ingest.PATH, device_ingest.post_readings)
     return app
 
 

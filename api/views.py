@@ -14,6 +14,7 @@ from aiohttp import web
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError as PydanticValidationError
 
 from api.access import Decision, Kind, PatientRef, Principal, may_read_patient, may_read_queue
@@ -27,6 +28,7 @@ from homeward.nhs import normalise_nhs_number
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)  # set by auth
 CONN: web.RequestKey[psycopg.AsyncConnection[Any]] = web.RequestKey("conn")
+POOL = web.AppKey("pool", AsyncConnectionPool)
 
 _TEAM_QUEUE = sql.SQL(Q["team_queue"]).format(teams=sql.SQL("a.team_id = %(team_id)s"))
 _TEAM_QUEUE_COVERING = sql.SQL(Q["team_queue"]).format(

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     topic_root: str = "homeward/v1"
     max_payload_bytes: int = Field(default=16_384, ge=256)
+    device_posts_per_minute: int = Field(
+        default=120,
+        ge=1,
+        le=6_000,
+        description="readings a device may post over HTTP in any 60 s (a hub's buffer upload)",
+    )
     future_tolerance_s: int = Field(default=300, ge=0)
     late_after_s: int = Field(
         default=6 * 3600, ge=60, description="older readings are stored as history, never current"

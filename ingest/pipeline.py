@@ -28,6 +28,7 @@ from devices.payload import parse_reading_message
 from homeward.config import Settings
 from homeward.domain import DeviceMessage, Rejection, RejectReason
 from ingest.activity import ActivityBuffer, DeviceActivity
+from ingest.http_source import HTTP_GENERATION
 from ingest.mqtt_source import Inbound, backoff_s
 from ingest.progress import Progress, ProgressWatch
 from ingest.status import StatusUpdate, parse_status_message
@@ -90,6 +91,11 @@ class IngestPipeline:
         self._in_flight = 0  # messages of the batch being written
         self.stats = PipelineStats()
         self.progress = ProgressWatch(settings.ingest_stall_after_s, clock)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a submitted message will be stored (not while stopping)."""
+        return not self._stopping
 
     @property
     def pending(self) -> int:
@@ -165,8 +171,9 @@ class IngestPipeline:
     def on_new_connection(self, generation: int) -> None:
         """Forget queued messages of an earlier connection: the broker redelivers them."""
         before = self.pending
-        self._parsed = deque(i for i in self._parsed if i.inbound.generation == generation)
-        self._pending = deque(i for i in self._pending if i.generation == generation)
+        keep = (generation, HTTP_GENERATION)  # posted messages wait for no broker
+        self._parsed = deque(i for i in self._parsed if i.inbound.generation in keep)
+        self._pending = deque(i for i in self._pending if i.generation in keep)
         if self._paused and self.pending < self._high_water // 2:
             self._paused = False
             self._resume()

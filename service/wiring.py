@@ -24,7 +24,8 @@ from alerts.store import RuleStage
 from api.app import ApiRunner, create_app
 from homeward.config import Settings
 from homeward.heap import settle_after_start
-from ingest.mqtt_source import MqttSource
+from ingest.http_source import HttpSource
+from ingest.mqtt_source import Inbound, MqttSource
 from ingest.pipeline import Handler, IngestPipeline
 from ingest.quarantine_gate import QuarantineGate
 from ingest.writer import BatchStore
@@ -62,7 +63,7 @@ class HomewardService:
         self.pipeline = IngestPipeline(
             settings,
             self.store,
-            self.source.ack,
+            self._ack,
             handlers=handlers,
             pause=self.source.pause,
             resume=self.source.resume,
@@ -71,6 +72,14 @@ class HomewardService:
         self.http_port: int | None = None
         self.warmed_patients = 0
         self.warm_s = 0.0
+
+        self.http_ingest = HttpSource(
+            settings, self.pipeline.submit, lambda: self.pipeline.accepting
+        )
+
+    def _ack(self, messages: list[Inbound]) -> int:
+        """After a COMMIT: answer the posted messages, PUBACK the broker's."""
+        return self.source.ack(self.http_ingest.acknowledge(messages))
 
     def _on_message(self, inbound: Any) -> None:
         self.pipeline.submit(inbound)
@@ -148,7 +157,15 @@ class HomewardService:
             stall_s=s.timer_stall_s,
         )
         self.timers.start()
-        runner = ApiRunner(create_app(pool, self.status), access_log=None)
+        runner = ApiRunner(
+            create_app(
+                pool,
+                self.status,
+                ingest=self.http_ingest,
+                device_posts_per_minute=s.device_posts_per_minute,
+            ),
+            access_log=None,
+        )
         await runner.setup()
         site = web.TCPSite(runner, s.http_host, s.http_port)
         await site.start()
