@@ -195,6 +195,9 @@ class Decisions:
     clears: list[tuple[int, Cleared]] = field(default_factory=list)
     reviews: list[tuple[int, RuleHit]] = field(default_factory=list)
     retakes: list[RetakeRequest] = field(default_factory=list)
+    # patients whose evaluation raised: their readings' decisions are left out (none of
+    # them half-made), their state forgotten; the error, to be shown
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,11 +260,35 @@ class RuleEngine:
             self.patients.pop(pid, None)
 
     def evaluate(self, readings: Iterable[Observation]) -> Decisions:
+        """Decisions for the readings, patient by patient. A rule that raises costs only
+        its patient's decisions of this batch (``Decisions.failed``): every other
+        patient's are made as usual."""
         decisions = Decisions()
+        current, marks = -1, (0, 0, 0, 0)
         for r in sorted(readings, key=lambda x: (x.patient_id, x.time, x.metric)):
-            state = self.patients.get(r.patient_id)
-            if state is not None:
+            pid = r.patient_id
+            if pid != current:
+                current = pid
+                marks = (
+                    len(decisions.hits),
+                    len(decisions.clears),
+                    len(decisions.reviews),
+                    len(decisions.retakes),
+                )
+            if pid in decisions.failed:
+                continue
+            state = self.patients.get(pid)
+            if state is None:
+                continue
+            try:
                 self._evaluate_one(state, r, decisions)
+            except Exception as exc:  # a bug in a rule: shown, never fatal to the others
+                del decisions.hits[marks[0] :]
+                del decisions.clears[marks[1] :]
+                del decisions.reviews[marks[2] :]
+                del decisions.retakes[marks[3] :]
+                self.patients.pop(pid, None)  # half-updated: reloaded next time
+                decisions.failed[pid] = f"{type(exc).__name__}: {exc}"[:500]
         return decisions
 
     def _evaluate_one(self, state: PatientState, r: Observation, out: Decisions) -> None:

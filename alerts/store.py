@@ -7,12 +7,13 @@ idempotent: at most one unresolved alert per patient and rule, enforced by the i
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -29,8 +30,12 @@ from alerts.events import INSERT_EVENT, event
 from alerts.feedback import feedback_for
 from alerts.quality import RetakeRequest, retake_message
 from alerts.rules.types import Priority, RuleHit
+
+
+from alerts.rules.types import Cleared, Priority, RuleHit
 from homeward.db.queries import load_queries
 
+log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).with_name("store.sql"))
 _WARM_CHUNK = 2_000  # patients loaded per round of queries at start-up
 Cursor = psycopg.AsyncCursor[Any]
@@ -85,9 +90,21 @@ async def refresh_patients(
 async def _freshness(cur: Cursor, query: str, ids: list[int]) -> dict[int, Freshness]:
     await cur.execute(Q[query], {"ids": ids})
     return {
-        int(pid): Freshness(int(seq), int(version), tuple(conditions))
-        for pid, seq, version, conditions in await cur.fetchall()
+        int(row[0]): Freshness(int(row[1]), int(row[2]), tuple(row[3]))
+        for row in await cur.fetchall()
     }
+
+
+async def _lock(cur: Cursor, ids: list[int]) -> tuple[dict[int, Freshness], set[int]]:
+    """Lock and bump the patients' rule state: what each window must be built from, and
+    the patients with readings kept for re-evaluation."""
+    await cur.execute(Q["lock_rule_state"], {"ids": ids})
+    current, backlog = {}, set()
+    for pid, seq, version, conditions, waiting in await cur.fetchall():
+        current[int(pid)] = Freshness(int(seq), int(version), tuple(conditions))
+        if waiting:
+            backlog.add(int(pid))
+    return current, backlog
 
 
 def _upsert_params(m: MergedHit) -> dict[str, Any]:
@@ -261,25 +278,115 @@ def retake_feedback(requests: Iterable[RetakeRequest]) -> list[dict[str, Any]]:
     return out
 
 
+RULE_FAILURE = "rules:not_evaluated"  # the technical alert of a patient whose rules failed
+
+
+class BacklogReading(NamedTuple):
+    """A stored reading kept for re-evaluation (the columns of ``backlog_readings``)."""
+
+    time: datetime
+    patient_id: int
+    device_id: str
+    metric: str
+    value: float
+    received_at: datetime
+    msg_id: str
+    on_oxygen: bool | None
+    consciousness: str | None
+    late: bool
+    flags: list[str] | None
+
+
 class RuleStage:
     """Runs inside the ingest transaction, after the readings are inserted."""
 
-    def __init__(self, engine: RuleEngine | None = None) -> None:
+    def __init__(self, engine: RuleEngine | None = None, *, late_after_s: float = 6 * 3600) -> None:
         self.engine = engine or RuleEngine()
         self.alerts_written = 0
+        self.late_after = timedelta(seconds=late_after_s)
+        self.failures = 0  # patients' evaluations that raised (each kept and alerted)
+        self.last_failure: str | None = None
 
     async def __call__(
         self, cur: Cursor, stored: Sequence[StoredObservation], now: datetime
     ) -> None:
         """Lock the batch's patients' rule state, reload any window another worker moved
         on (or whose rules changed), evaluate, write the decisions — all in the batch's
-        transaction, so the next worker to lock a patient sees them with its readings."""
-        current = await _freshness(cur, "lock_rule_state", sorted({r.patient_id for r in stored}))
-        keys = frozenset((r.device_id, r.msg_id, r.metric, r.time) for r in stored)
+        transaction, so the next worker to lock a patient sees them with its readings.
+
+        Readings kept from an earlier failure are evaluated again with their patient's
+        batch (the window reloaded without them); a patient whose rules raise now has its
+        readings kept and a technical alert, and every other patient is decided as usual."""
+        current, waiting = await _lock(cur, sorted({r.patient_id for r in stored}))
+        readings: list[StoredObservation] = list(stored)
+        if waiting:
+            await cur.execute(
+                Q["backlog_readings"],
+                {"ids": sorted(waiting), "stale_before": now - self.late_after},
+            )
+            readings += [BacklogReading(*row) for row in await cur.fetchall()]
+            self.engine.forget(waiting)
+        keys = frozenset((r.device_id, r.msg_id, r.metric, r.time) for r in readings)
         await refresh_patients(cur, self.engine, current, now, keys)
-        decisions = self.engine.evaluate(stored)
+        decisions = self.engine.evaluate(readings)
         self.engine.advance({pid: fresh.seq + 1 for pid, fresh in current.items()})
+        recovered = sorted(waiting - decisions.failed.keys())
+        decisions.clears.extend((pid, Cleared(RULE_FAILURE, now, None)) for pid in recovered)
         self.alerts_written += await write_decisions(cur, decisions)
+        if recovered:
+            await cur.execute(Q["reevaluated"], {"ids": recovered})
+        if decisions.failed:
+            failed = [r for r in readings if r.patient_id in decisions.failed]
+            await self.keep(cur, failed, decisions.failed)
+
+    async def keep(
+        self, cur: Cursor, readings: Sequence[StoredObservation], errors: dict[int, str]
+    ) -> None:
+        """Rules failed for these readings: keep them for re-evaluation, make every worker
+        reload the patients, and raise a technical alert for each patient (its team sees
+        it, escalation handles it like any technical alert)."""
+        ids = sorted(errors)
+        self.failures += len(ids)
+        self.last_failure = next(iter(errors.values()))
+        log.error("rules failed for %d patients (readings kept): %s", len(ids), errors)
+        await cur.execute(Q["bump_rule_state"], {"ids": ids})
+        await cur.execute(
+            Q["keep_for_reevaluation"],
+            {
+                "device_ids": [r.device_id for r in readings],
+                "msg_ids": [r.msg_id for r in readings],
+                "metrics": [r.metric for r in readings],
+                "times": [r.time for r in readings],
+                "patient_ids": [r.patient_id for r in readings],
+                "errors": [errors[r.patient_id] for r in readings],
+            },
+        )
+        by_patient: dict[int, list[StoredObservation]] = defaultdict(list)
+        for r in readings:
+            by_patient[r.patient_id].append(r)
+        hits = Decisions()
+        for pid in ids:
+            kept = by_patient[pid]
+            hits.hits.append(
+                (
+                    pid,
+                    RuleHit(
+                        rule_id=RULE_FAILURE,
+                        kind="technical",
+                        metric=None,
+                        priority=Priority.TECHNICAL,
+                        value=None,
+                        measured_at=max(r.time for r in kept),
+                        message=(
+                            f"Rules could not be evaluated for {len(kept)} readings"
+                            " (kept: evaluated again with the patient's next reading) — "
+                            f"{errors[pid]}"
+                        ),
+                        details={"error": errors[pid], "readings": len(kept)},
+                    ),
+                )
+            )
+        await write_decisions(cur, hits)
 
     async def warm(self, conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         """Load every patient who has a device bound now, in chunks, before readings flow:

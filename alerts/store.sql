@@ -18,8 +18,35 @@ WITH bumped AS (
                            ORDER BY patient_id FOR NO KEY UPDATE)
     RETURNING s.patient_id, s.seq - 1 AS seq
 )
-SELECT b.patient_id, b.seq, COALESCE(r.version, 0) AS version, p.conditions
+SELECT b.patient_id, b.seq, COALESCE(r.version, 0) AS version, p.conditions,
+       EXISTS (SELECT 1 FROM rule_backlog k WHERE k.patient_id = b.patient_id) AS backlog
 FROM bumped b JOIN patients p USING (patient_id) LEFT JOIN patient_rules r USING (patient_id)
+
+-- name: bump_rule_state
+-- After a rule stage failed (its savepoint rolled back): the patients' readings are
+-- committed without rules, so every worker's window of them is out of date.
+UPDATE patient_rule_state SET seq = seq + 1
+WHERE patient_id IN (SELECT patient_id FROM patient_rule_state WHERE patient_id = ANY(%(ids)s)
+                     ORDER BY patient_id FOR NO KEY UPDATE)
+
+-- name: backlog_readings
+-- Readings kept for re-evaluation, evaluated again with their patient's next batch; one
+-- measured before ``stale_before`` is evaluated as late (history, never a current alert).
+SELECT r.time, r.patient_id, r.device_id, r.metric, r.value, r.received_at, r.msg_id,
+       r.on_oxygen, r.consciousness, r.late OR r.time < %(stale_before)s AS late, r.flags
+FROM rule_backlog k
+JOIN readings r USING (device_id, msg_id, metric, time)
+WHERE k.patient_id = ANY(%(ids)s)
+
+-- name: keep_for_reevaluation
+INSERT INTO rule_backlog (device_id, msg_id, metric, time, patient_id, error)
+SELECT * FROM unnest(%(device_ids)s::text[], %(msg_ids)s::text[], %(metrics)s::text[],
+                     %(times)s::timestamptz[], %(patient_ids)s::int[], %(errors)s::text[])
+ON CONFLICT (device_id, msg_id, metric, time) DO UPDATE
+   SET attempts = rule_backlog.attempts + 1, error = EXCLUDED.error, failed_at = now()
+
+-- name: reevaluated
+DELETE FROM rule_backlog WHERE patient_id = ANY(%(ids)s)
 
 -- name: bound_patients
 SELECT DISTINCT patient_id FROM device_bindings WHERE valid_to IS NULL ORDER BY patient_id

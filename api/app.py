@@ -51,13 +51,23 @@ async def health(request: web.Request) -> web.Response:
     database = False
     db_error = None
     failing: int | None = None
+    backlog: str | None = None
     try:
         async with request.app[POOL].connection(timeout=2) as conn:
             cur = await conn.execute(
-                "SELECT count(*) FROM notifications WHERE delivered_at IS NULL AND attempts > 0"
+                "SELECT (SELECT count(*) FROM notifications"
+                "        WHERE delivered_at IS NULL AND attempts > 0),"
+                " (SELECT count(*) FROM rule_backlog),"
+                " (SELECT count(DISTINCT patient_id) FROM rule_backlog),"
+                " (SELECT error FROM rule_backlog ORDER BY failed_at DESC LIMIT 1)"
             )
             row = await cur.fetchone()
             failing = int(row[0]) if row else 0
+            if row and row[1]:  # readings whose rules failed, kept (any worker's)
+                backlog = (
+                    f"rules: {row[1]} readings of {row[2]} patients not evaluated, kept for"
+                    f" re-evaluation at each patient's next reading (last error: {row[3]})"
+                )
         database = True
     except Exception as exc:  # any failure means "not healthy"; the reason is reported
         db_error = str(exc)
@@ -65,6 +75,7 @@ async def health(request: web.Request) -> web.Response:
     problems = [
         *([] if database else [f"database: {db_error}"]),
         *([] if mqtt else ["broker: not connected"]),
+        *([backlog] if backlog else []),
         *status.get("problems", []),  # the parts the service names (timers, …)
     ]
     healthy = not problems

@@ -178,6 +178,12 @@ class Stage(Protocol):
 
     def rolled_back(self, stored: list[StoredReading]) -> None: ...
 
+    async def keep(
+        self, cur: psycopg.AsyncCursor[Any], stored: list[StoredReading], errors: dict[int, str]
+    ) -> None:
+        """The stage failed for these readings: keep them for re-evaluation, visibly."""
+        ...
+
 
 class BatchStore:
     """Owns one database connection for the writer; reconnects after a failure."""
@@ -292,10 +298,14 @@ class BatchStore:
         except psycopg.OperationalError:
             self._stage.rolled_back(stored)
             raise
-        except Exception:  # a bug in a rule must not stop ingest; it is counted and shown
+        except Exception as exc:  # a bug in the stage must not stop ingest, nor be silent
             self._stage.rolled_back(stored)
             self.stage_errors += 1
-            log.exception("rule evaluation failed for %d readings; stored without", len(stored))
+            log.exception("rule stage failed for %d readings; kept for re-evaluation", len(stored))
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            # In the batch's transaction: the readings commit with their place in the
+            # backlog and a technical alert, or (if even that fails) not at all.
+            await self._stage.keep(cur, stored, {r.patient_id: error for r in stored})
 
 
 def _activity_params(activity: dict[str, DeviceActivity]) -> dict[str, list[Any]]:

@@ -47,7 +47,7 @@ class HomewardService:
         may tune the process-wide cycle collector (see homeward.heap)."""
         self.settings = settings
         self.own_process = own_process
-        self.rules = RuleStage() if rules else None
+        self.rules = RuleStage(late_after_s=settings.late_after_s) if rules else None
         self.store = BatchStore(
             settings.dsn,
             statement_timeout_ms=settings.statement_timeout_ms,
@@ -127,6 +127,8 @@ class HomewardService:
                 "warmed_patients": self.warmed_patients,
                 "warm_s": round(self.warm_s, 3),
                 "errors": self.store.stage_errors,
+                "failed_patients": self.rules.failures if self.rules else 0,
+                "last_failure": self.rules.last_failure if self.rules else None,
             },
         }
 
