@@ -24,6 +24,7 @@ from alerts.events import INSERT_EVENT, event
 from alerts.lifecycle import AlertState, ExpireAcknowledgement, State, decide
 from alerts.teams import Organisation, Policy
 from homeward.db.queries import load_queries
+from homeward.errors import ValidationError
 
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).with_name("escalation.sql"))
@@ -33,7 +34,9 @@ Cursor = psycopg.AsyncCursor[Any]
 def load_organisation(conn: psycopg.Connection[Any], org: Organisation, text: str) -> int | None:
     """Store the organisation (idempotent: the same file loads once). Returns the version."""
     sha = hashlib.sha256(text.encode()).hexdigest()
+    team_ids = sorted(t.id for locality in org.localities for t in locality.teams)
     with conn.transaction():
+        _refuse_orphans(conn, team_ids)
         row = conn.execute(
             Q["org_insert"], {"sha": sha, "document": Jsonb(org.model_dump(mode="json"))}
         )
@@ -66,6 +69,9 @@ def load_organisation(conn: psycopg.Connection[Any], org: Organisation, text: st
                         Jsonb(org.calendar.model_dump(mode="json")),
                     ),
                 )
+        # Teams the file no longer has leave (none holds a patient: refused above, and the
+        # patients' foreign key would refuse it too): what is in ``teams`` is in force.
+        conn.execute("DELETE FROM teams WHERE team_id <> ALL(%s)", (team_ids,))
         for team in org.teams.values():
             for s in team.staff:
                 conn.execute(
@@ -85,6 +91,22 @@ def load_organisation(conn: psycopg.Connection[Any], org: Organisation, text: st
                             (team.id, priority, hours, Jsonb(policy.model_dump(mode="json"))),
                         )
         return int(inserted[0])
+
+
+def _refuse_orphans(conn: psycopg.Connection[Any], team_ids: list[str]) -> None:
+    """A file that drops a team still holding patients is refused as a whole: those
+    patients' alerts would reach no queue and never escalate."""
+    rows = conn.execute(
+        "SELECT team_id, count(*) FROM patients WHERE team_id <> ALL(%s)"
+        " GROUP BY team_id ORDER BY team_id",
+        (team_ids,),
+    ).fetchall()
+    if rows:
+        held = "; ".join(f"{team} holds {n} patient(s)" for team, n in rows)
+        raise ValidationError(
+            f"organisation file refused: it drops teams that still hold patients ({held});"
+            " move them first (homeward patient add --nhs-number N --name NAME --team TEAM)"
+        )
 
 
 async def current_organisation(cur: Cursor) -> tuple[int, Organisation] | None:

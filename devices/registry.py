@@ -63,8 +63,10 @@ def add_patient(
         )
     if not name.strip():
         raise ValidationError("a patient needs a name")
+    number = normalise_nhs_number(nhs_number)
+    team = _responsible_team(conn, number, team, practice)
     params = {
-        "nhs_number": normalise_nhs_number(nhs_number),
+        "nhs_number": number,
         "display_name": name.strip(),
         "team_id": team,
         "conditions": sorted(set(conditions)),
@@ -75,6 +77,33 @@ def add_patient(
         patient = cur.execute(Q["insert_patient"], params).fetchone()
     assert patient is not None
     return patient
+
+
+def _responsible_team(conn: Conn, nhs_number: str, team: str | None, practice: str | None) -> str:
+    """The team the patient's alerts go to: the one given, or the team whose GP practices
+    include the patient's practice, or (re-enrolling) the team they have. Refused when
+    there is none or it is not a team of the organisation in force: an orphan patient's
+    alerts would reach no queue and never escalate."""
+    with wrap_exceptions():
+        known = [str(t) for (t,) in conn.execute(Q["known_teams"]).fetchall()]
+        if team is None and practice is not None:
+            rows = conn.execute(Q["team_of_practice"], {"practice": practice}).fetchall()
+            team = str(rows[0][0]) if len(rows) == 1 else None
+        if team is None:
+            row = conn.execute(Q["patient_team"], {"nhs_number": nhs_number}).fetchone()
+            if row is not None and row[0] is not None:
+                return str(row[0])  # re-enrolled: keeps the team it has
+    listed = ", ".join(known) if known else "none — load one with homeward teams load FILE"
+    if team is None:
+        raise ValidationError(
+            f"a patient needs a responsible team (--team, or a --practice of a team); "
+            f"teams in force: {listed}"
+        )
+    if team not in known:
+        raise ValidationError(
+            f"unknown team {team!r}: not in the organisation in force; teams: {listed}"
+        )
+    return team
 
 
 def patient_by_nhs(conn: Conn, nhs_number: str) -> Patient:

@@ -7,8 +7,9 @@ ON CONFLICT (nhs_number) DO UPDATE
        team_id = COALESCE(EXCLUDED.team_id, patients.team_id),
        practice = COALESCE(EXCLUDED.practice, patients.practice),
        care_coordinator = COALESCE(EXCLUDED.care_coordinator, patients.care_coordinator),
-       conditions = (SELECT array_agg(DISTINCT c ORDER BY c)
-                     FROM unnest(patients.conditions || EXCLUDED.conditions) AS c)
+       conditions = COALESCE((SELECT array_agg(DISTINCT c ORDER BY c)
+                              FROM unnest(patients.conditions || EXCLUDED.conditions) AS c),
+                             '{}')
 RETURNING patient_id, nhs_number, display_name, team_id, conditions, practice, care_coordinator,
           (xmax = 0) AS created
 
@@ -67,3 +68,12 @@ LIMIT %(limit)s
 
 -- name: device_credentials
 SELECT device_id, password_hash FROM devices WHERE password_hash IS NOT NULL ORDER BY device_id
+
+-- name: known_teams
+SELECT team_id FROM teams ORDER BY team_id
+
+-- name: team_of_practice
+SELECT team_id FROM teams WHERE %(practice)s = ANY(practices)
+
+-- name: patient_team
+SELECT team_id FROM patients WHERE nhs_number = %(nhs_number)s

@@ -68,6 +68,14 @@ def template_db(pg_url: str) -> Iterator[str]:
     with _admin(pg_url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     upgrade(with_database(pg_url, name))
+    with psycopg.connect(with_database(pg_url, name)) as conn:
+        # Patients are enrolled into a team that exists (devices/registry.py refuses an
+        # orphan): the example organisation's deal and dover as bare teams — no
+        # organisation version, so escalation has nothing to do until a test loads one.
+        conn.execute(
+            "INSERT INTO teams (team_id, name, locality, calendar) VALUES"
+            " ('deal', 'Deal (test)', 'Test', '{}'), ('dover', 'Dover (test)', 'Test', '{}')"
+        )
     with _admin(pg_url) as conn:
         # Nothing may connect to a template while it is cloned — TimescaleDB's background
         # scheduler would; so the template refuses connections from now on.

@@ -151,3 +151,13 @@ def load_example_org(conn: psycopg.Connection[Any]) -> None:
 
     text = EXAMPLE_ORG.read_text(encoding="utf-8")
     load_organisation(conn, load_org_file(text), text)
+
+
+def ensure_team(conn: psycopg.Connection[Any], team: str = "deal") -> None:
+    """A bare team to enrol patients into, on a database not cloned from the test
+    template (which has deal and dover already)."""
+    conn.execute(
+        "INSERT INTO teams (team_id, name, locality, calendar)"
+        " VALUES (%s, %s, 'Test', '{}') ON CONFLICT DO NOTHING",
+        (team, f"{team} (test)"),
+    )

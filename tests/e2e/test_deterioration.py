@@ -230,7 +230,7 @@ def test_bad_rule_changes_are_refused_and_nothing_applied(
     db_url: str, monkeypatch: pytest.MonkeyPatch, changes: list[str], message: str
 ) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="P", conditions=["hypertension"])
+        add_patient(conn, nhs_number=NHS, name="P", conditions=["hypertension"], team="deal")
         conn.commit()
     monkeypatch.setenv("HOMEWARD_DATABASE_URL", db_url)
     runner = CliRunner()

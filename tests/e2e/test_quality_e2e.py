@@ -1,4 +1,4 @@
-"""Questionable readings through the running service (issue 14, items 5 and 6; hazard H12):
+"""Questionable readings through the running service (issue 14, items 5 and 6; hazard H14):
 MQTT in, PostgreSQL, feedback out on the device's own topic, the adherence pass's
 technical alert — and feedback only ever to the device that took the reading."""
 

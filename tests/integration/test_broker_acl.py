@@ -43,7 +43,7 @@ def secured(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     port = free_port()
     settings = make_settings(db_url, f"mqtt://homeward-ingest:ingest-pw@127.0.0.1:{port}")
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="ACL")
+        add_patient(conn, nhs_number=NHS, name="ACL", team="deal")
         add_device(conn, "bp-a", patient_nhs_number=NHS, password="secret-a")
         add_device(conn, "bp-b", patient_nhs_number=NHS, password="secret-b")
         # A row from before service names were reserved: it must never become a login.

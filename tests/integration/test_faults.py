@@ -24,6 +24,7 @@ from support import (
     Publisher,
     async_wait_until,
     count_rows,
+    ensure_team,
     make_settings,
     reading_payload,
     running_service,
@@ -40,7 +41,8 @@ DEVICES = [f"bp-{i}" for i in range(5)]
 
 def seed(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Fault Test")
+        ensure_team(conn)  # an embedded database of its own: not the test template
+        add_patient(conn, nhs_number=NHS, name="Fault Test", team="deal")
         for device in DEVICES:
             add_device(conn, device, patient_nhs_number=NHS)
         conn.commit()

@@ -82,7 +82,7 @@ EDGES: list[tuple[str, bytes, bool]] = [
 def settings(db_url: str, broker_url: str) -> Iterator[Settings]:
     s = make_settings(db_url, broker_url, ingest_stall_after_s=1.0)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Hostile Ingest", conditions=["copd"])
+        add_patient(conn, nhs_number=NHS, name="Hostile Ingest", conditions=["copd"], team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         add_device(conn, "ox-2", patient_nhs_number=NHS)
         conn.commit()
@@ -217,7 +217,7 @@ async def test_a_batch_the_database_refuses_is_split_to_the_one_message(
     # One batch of all 65 messages: it fills before the 2 s linger ends.
     settings = make_settings(db_url, broker_url, flush_interval_ms=2000, batch_size=65)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Hostile Ingest")
+        add_patient(conn, nhs_number=NHS, name="Hostile Ingest", team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         conn.execute(POISON_TRIGGER)
         conn.commit()

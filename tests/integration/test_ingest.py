@@ -31,7 +31,9 @@ OTHER_NHS = "9434765870"
 
 def register(db_url: str, device_id: str = "bp-1", nhs: str = NHS) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=nhs, name="Test Patient", conditions=["hypertension"])
+        add_patient(
+            conn, nhs_number=nhs, name="Test Patient", conditions=["hypertension"], team="deal"
+        )
         add_device(conn, device_id, patient_nhs_number=nhs)
         conn.commit()
 
@@ -102,7 +104,7 @@ async def test_unknown_unbound_and_mismatched_devices_go_to_quarantine(
     register(db_url, "bp-1")
     with psycopg.connect(db_url) as conn:
         conn.execute("INSERT INTO devices (device_id) VALUES ('bp-unbound')")
-        add_patient(conn, nhs_number=OTHER_NHS, name="Other Patient")
+        add_patient(conn, nhs_number=OTHER_NHS, name="Other Patient", team="deal")
         conn.commit()
     pub = Publisher(broker_url)
     try:
@@ -143,7 +145,7 @@ async def test_binding_is_resolved_at_the_time_of_measurement(
     register(db_url, "bp-1", NHS)
     handover = datetime.now(UTC) - timedelta(hours=1)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=OTHER_NHS, name="Second Patient")
+        add_patient(conn, nhs_number=OTHER_NHS, name="Second Patient", team="deal")
         add_device(conn, "bp-1", patient_nhs_number=OTHER_NHS, valid_from=handover)
         conn.commit()
     pub = Publisher(broker_url)
@@ -200,7 +202,9 @@ async def test_device_activity_is_recorded_with_the_batches(
     """Last message, battery, firmware and status reach ``devices`` (what the silence
     check reads), a bounded number of devices per batch (ingest/activity.py)."""
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Test Patient", conditions=["hypertension"])
+        add_patient(
+            conn, nhs_number=NHS, name="Test Patient", conditions=["hypertension"], team="deal"
+        )
         for device in ("bp-1", "bp-2", "bp-3"):
             add_device(conn, device, patient_nhs_number=NHS)
         conn.commit()

@@ -33,8 +33,8 @@ GOOD = [("spo2", 95, "%"), ("heart_rate", 80, "/min")]
 def settings(db_url: str, broker_url: str) -> Iterator[Settings]:
     s = make_settings(db_url, broker_url)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Quarantine Test")
-        add_patient(conn, nhs_number=OTHER, name="Someone Else")
+        add_patient(conn, nhs_number=NHS, name="Quarantine Test", team="deal")
+        add_patient(conn, nhs_number=OTHER, name="Someone Else", team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         conn.commit()
     yield s

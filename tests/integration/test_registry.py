@@ -32,23 +32,27 @@ def test_database_check_agrees_with_python(db_url: str) -> None:
 
 def test_patient_add_is_idempotent_and_merges_conditions(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        first = add_patient(conn, nhs_number="943 476 5919", name="A", conditions=["copd"])
-        again = add_patient(conn, nhs_number=NHS, name="A B", conditions=["heart_failure"])
+        first = add_patient(
+            conn, nhs_number="943 476 5919", name="A", conditions=["copd"], team="deal"
+        )
+        again = add_patient(
+            conn, nhs_number=NHS, name="A B", conditions=["heart_failure"], team="deal"
+        )
         assert first.created
         assert not again.created
         assert again.patient_id == first.patient_id
         assert again.conditions == ["copd", "heart_failure"]
         with pytest.raises(InvalidNhsNumber):
-            add_patient(conn, nhs_number="9434765918", name="bad")
+            add_patient(conn, nhs_number="9434765918", name="bad", team="deal")
         with pytest.raises(ValidationError, match="unknown condition"):
-            add_patient(conn, nhs_number=NHS_2, name="x", conditions=["flu"])
+            add_patient(conn, nhs_number=NHS_2, name="x", conditions=["flu"], team="deal")
 
 
 def test_device_rebinding_closes_the_previous_binding(db_url: str) -> None:
     handover = datetime.now(UTC) - timedelta(days=1)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="First")
-        add_patient(conn, nhs_number=NHS_2, name="Second")
+        add_patient(conn, nhs_number=NHS, name="First", team="deal")
+        add_patient(conn, nhs_number=NHS_2, name="Second", team="deal")
         first = add_device(conn, "ox-1", patient_nhs_number=NHS, password="s3cret")
         assert first.valid_from.year == 1  # first binding: from the beginning of time
         same = add_device(conn, "ox-1", patient_nhs_number=NHS)
@@ -69,8 +73,8 @@ def test_device_rebinding_closes_the_previous_binding(db_url: str) -> None:
 
 def test_overlapping_bindings_are_refused_by_the_database(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="First")
-        add_patient(conn, nhs_number=NHS_2, name="Second")
+        add_patient(conn, nhs_number=NHS, name="First", team="deal")
+        add_patient(conn, nhs_number=NHS_2, name="Second", team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         conn.commit()
         with pytest.raises(psycopg.errors.ExclusionViolation):
@@ -130,7 +134,10 @@ def test_conflict_is_our_error(db_url: str) -> None:
     from homeward.db.connect import wrap_exceptions
 
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="x")
+        add_patient(conn, nhs_number=NHS, name="x", team="deal")
         conn.commit()
         with pytest.raises(Conflict), wrap_exceptions():
-            conn.execute("INSERT INTO patients (nhs_number, display_name) VALUES (%s, 'y')", (NHS,))
+            conn.execute(
+                "INSERT INTO patients (nhs_number, display_name, team_id) VALUES (%s, 'y', 'deal')",
+                (NHS,),
+            )

@@ -21,7 +21,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 def fill(db_url: str, hours: int = 48) -> None:
     with psycopg.connect(db_url) as conn:
-        patient = add_patient(conn, nhs_number=NHS, name="Storage")
+        patient = add_patient(conn, nhs_number=NHS, name="Storage", team="deal")
         add_device(conn, "wr-1", patient_nhs_number=NHS)
         with conn.cursor().copy(
             "COPY readings (time, patient_id, device_id, metric, value, received_at, msg_id)"

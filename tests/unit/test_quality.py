@@ -1,4 +1,4 @@
-"""Questionable readings (issue 14, item 5; hazard H12): never a clinical alarm alone, a
+"""Questionable readings (issue 14, item 5; hazard H14): never a clinical alarm alone, a
 retake request to the device that took the reading, a technical alert when none comes."""
 
 from __future__ import annotations

@@ -51,6 +51,11 @@ def register_fleet(dsn: str, patients: int) -> list[str]:
     one BP cuff each, loaded with COPY (seconds for 10,000)."""
     devices = [f"bench-bp-{i:05d}" for i in range(patients)]
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(  # every patient belongs to a team that exists
+            "INSERT INTO teams (team_id, name, locality, calendar)"
+            " VALUES (%s, 'Bench team (fictional)', 'Bench', '{}') ON CONFLICT DO NOTHING",
+            (BENCH_TEAM,),
+        )
         with cur.copy(
             "COPY patients (nhs_number, display_name, team_id, conditions) FROM STDIN"
         ) as copy:
