@@ -29,9 +29,6 @@ from alerts.engine import (
 from alerts.events import INSERT_EVENT, event
 from alerts.feedback import feedback_for
 from alerts.quality import RetakeRequest, retake_message
-from alerts.rules.types import Priority, RuleHit
-
-
 from alerts.rules.types import Cleared, Priority, RuleHit
 from homeward.db.queries import load_queries
 
