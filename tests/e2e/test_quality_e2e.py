@@ -162,7 +162,9 @@ def test_the_sql_classification_is_the_python_one(db_url: str) -> None:
 
 async def test_a_restarted_engine_loads_no_questionable_reading(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        patient = add_patient(conn, nhs_number=NHS, name="P", conditions=["heart_failure"])
+        patient = add_patient(
+            conn, nhs_number=NHS, name="P", conditions=["heart_failure"], team="deal"
+        )
         at = datetime.now(UTC) - timedelta(days=1)
         for msg, value, flags in (("w1", 80.0, None), ("w2", 95.0, ["implausible"])):
             conn.execute(

@@ -34,3 +34,7 @@ def test_benchmark_smoke(pg_url: str) -> None:
     assert result["api_queue_p99_ms"] is not None
     assert [s["workers"] for s in result["scale_out"]] == [1, 2]
     assert all(s["duplicate_open_alerts"] == 0 for s in result["scale_out"])
+    # two workers raise exactly the alerts of one (the shared rule state)
+    assert result["scale_out_alerts"]["alerts"] > 0
+    assert result["scale_out_alerts"]["missing_alerts"] == 0
+    assert result["scale_out_alerts"]["extra_alerts"] == 0

@@ -274,7 +274,7 @@ def test_service_account_names_and_topic_characters_are_refused_as_device_ids(
     """Finding 6: `homeward device add homeward-ingest` was accepted, and broker-files
     then wrote a password for the ingest account."""
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="ACL")
+        add_patient(conn, nhs_number=NHS, name="ACL", team="deal")
         conn.commit()
     monkeypatch.setenv("HOMEWARD_DATABASE_URL", db_url)
     result = CliRunner().invoke(

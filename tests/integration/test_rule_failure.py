@@ -77,10 +77,10 @@ async def test_a_rule_that_raises_keeps_the_readings_alerts_and_degrades_health(
         broken_id = row.fetchone()[0]  # type: ignore[index]
     real = alerts.engine._news2_hit
 
-    def faulty(state: Any, config: Any, t: float) -> Any:
+    def faulty(state: Any, *args: Any) -> Any:
         if state.patient_id == broken_id:
             raise ZeroDivisionError("a bug in a rule")
-        return real(state, config, t)
+        return real(state, *args)
 
     monkeypatch.setattr(alerts.engine, "_news2_hit", faulty)
     at = datetime.now(UTC) - timedelta(minutes=10)

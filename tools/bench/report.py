@@ -60,3 +60,16 @@ def print_report(result: dict[str, Any], console: Console) -> None:
         f"lost: {result['lost']}, duplicated: {result['duplicated']} "
         f"(checked by counting rows, and duplicate open alerts, after every drain)"
     )
+    scale = result.get("scale_out")
+    if scale:
+        drains = ", ".join(
+            f"{s['workers']} worker{'s' if s['workers'] > 1 else ''} "
+            f"{s['readings_per_s']:,.0f} readings/s"
+            for s in scale
+        )
+        alerts = result.get("scale_out_alerts", {})
+        console.print(
+            f"scale-out drains: {drains}; alerts of one worker {alerts.get('alerts', '?')},"
+            f" missing with two {alerts.get('missing_alerts', '?')},"
+            f" extra with two {alerts.get('extra_alerts', '?')}"
+        )

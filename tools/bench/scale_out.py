@@ -1,6 +1,8 @@
 """Scale-out check: one and then two ingest workers (separate processes, each its own
 client id in one share group) drain the same pre-filled queue; correctness is checked by
-counting rows and open alerts, throughput is compared."""
+counting rows and open alerts and comparing which alerts each drain raised (two workers
+must raise those of one: the rule state is shared, docs/architecture.md), throughput is
+compared."""
 
 from __future__ import annotations
 
@@ -93,4 +95,20 @@ def drain_with_workers(
         "lost": expected - distinct,
         "duplicated": stored - distinct,
         "duplicate_open_alerts": doubled_alerts,
+        "alerts": _alerts(dsn),
     }
+
+
+def _alerts(dsn: str) -> list[tuple[int, str]]:
+    """Which patient has an alert of which rule: the same whichever worker decided."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT patient_id, rule_id FROM alerts ORDER BY patient_id, rule_id"
+        ).fetchall()
+    return [(int(pid), str(rule)) for pid, rule in rows]
+
+
+def compare_alerts(one: dict[str, Any], two: dict[str, Any]) -> dict[str, int]:
+    """Alerts of one worker's drain missing from two workers' drain, and the reverse."""
+    a, b = set(map(tuple, one["alerts"])), set(map(tuple, two["alerts"]))
+    return {"alerts": len(a), "missing_alerts": len(a - b), "extra_alerts": len(b - a)}
