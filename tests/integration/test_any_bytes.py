@@ -121,7 +121,7 @@ def running(db_url: str, broker_url: str) -> Iterator[Running]:
     """The service in a thread of its own, so that hypothesis drives it example by example."""
     s = make_settings(db_url, broker_url, quarantine_per_minute=100_000)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Any Bytes", conditions=["copd"])
+        add_patient(conn, nhs_number=NHS, name="Any Bytes", conditions=["copd"], team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         add_device(conn, "ox-2", patient_nhs_number=NHS)
         conn.commit()

@@ -302,7 +302,7 @@ async def test_quarantine_keeps_a_bounded_prefix_and_a_device_only_its_allowance
         db_url, broker_url, quarantine_keep_bytes=1024, quarantine_per_minute=5
     )
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Hostile Ingest")
+        add_patient(conn, nhs_number=NHS, name="Hostile Ingest", team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         add_device(conn, "ox-2", patient_nhs_number=NHS)
         conn.commit()

@@ -12,6 +12,7 @@ import pytest
 from devices.registry import add_device, add_patient
 from homeward.db.migrate import pending, upgrade
 from homeward.db.policies import apply_policies
+from support import ensure_team
 from tools.embedded.mosquitto import free_port
 from tools.embedded.postgres import EmbeddedPostgres, timescaledb_installed
 
@@ -21,6 +22,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 def fill(db_url: str, hours: int = 48) -> None:
     with psycopg.connect(db_url) as conn:
+        ensure_team(conn)  # also on an embedded database that is not the test template
         patient = add_patient(conn, nhs_number=NHS, name="Storage", team="deal")
         add_device(conn, "wr-1", patient_nhs_number=NHS)
         with conn.cursor().copy(
