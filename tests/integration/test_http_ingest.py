@@ -35,8 +35,10 @@ BP = [("systolic_bp", 186, "mm[Hg]"), ("diastolic_bp", 96, "mm[Hg]")]
 async def service(db_url: str, broker_url: str) -> AsyncIterator[tuple[Settings, HomewardService]]:
     settings = make_settings(db_url, broker_url)
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Http Patient", conditions=["hypertension"])
-        add_patient(conn, nhs_number=OTHER, name="Someone Else")
+        add_patient(
+            conn, nhs_number=NHS, name="Http Patient", conditions=["hypertension"], team="deal"
+        )
+        add_patient(conn, nhs_number=OTHER, name="Someone Else", team="deal")
         for device, password in PASSWORDS.items():
             add_device(conn, device, patient_nhs_number=NHS, password=password)
         add_device(conn, "no-password-1", patient_nhs_number=NHS)
@@ -166,7 +168,7 @@ async def test_a_device_posts_only_for_itself_with_its_own_credential(
 
 async def test_posts_beyond_the_device_limit_are_refused(db_url: str, broker_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Http Patient")
+        add_patient(conn, nhs_number=NHS, name="Http Patient", team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS, password=PASSWORDS["ox-1"])
         add_device(conn, "bp-1", patient_nhs_number=NHS, password=PASSWORDS["bp-1"])
         conn.commit()
