@@ -14,7 +14,7 @@ import orjson
 import psycopg
 import pytest
 
-from devices.payload import MAX_DEVICE_SEQ
+from devices.payload import MAX_DEVICE_SEQ, parse_reading_message
 from devices.registry import add_device, add_patient
 from homeward.config import Settings
 from support import (
@@ -340,3 +340,29 @@ async def test_quarantine_keeps_a_bounded_prefix_and_a_device_only_its_allowance
     assert [(r[0], r[4]) for r in limited] == [("ox-1", 15)]
     assert total is not None
     assert total[0] <= 6 * 1024
+
+
+async def test_a_validator_that_raises_quarantines_the_message_not_ingest(
+    settings: Settings, db_url: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth for finding 1: should validation itself fail on some input (a
+    bug), the message is quarantined as parser_error and ingest goes on."""
+
+    def failing(topic: str, payload: bytes, **kwargs: Any) -> Any:
+        if b"trip" in payload:
+            raise OverflowError("a validator bug")
+        return parse_reading_message(topic, payload, **kwargs)
+
+    monkeypatch.setattr("ingest.pipeline.parse_reading_message", failing)
+    pub = Publisher(broker_url)
+    try:
+        async with running_service(settings) as service:
+            pub.publish(settings.readings_topic("ox-1"), reading_payload("trip", GOOD))
+            pub.publish(settings.readings_topic("ox-1"), reading_payload("after", GOOD))
+            await async_wait_until(lambda: count_rows(db_url) == 1, what="the next one")
+            assert service.pipeline.stats.parser_errors == 1
+    finally:
+        pub.close()
+    stored, held = outcomes(db_url)
+    assert stored == {"after"}
+    assert list(held.values()) == ["parser_error"]
