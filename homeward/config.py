@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from homeward.errors import ConfigurationError
@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     mqtt_share_group: str = "ingest"
     mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    mqtt_heartbeat_s: float = Field(
+        default=5.0, gt=0, le=300, description="how often a worker records that it runs"
+    )
+    mqtt_peer_timeout_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="a worker silent this long has crashed: a peer reclaims its session",
+    )
     topic_root: str = "homeward/v1"
     max_payload_bytes: int = Field(default=16_384, ge=256)
     device_posts_per_minute: int = Field(
@@ -141,6 +150,15 @@ class Settings(BaseSettings):
     embedded_mqtt_port: int = Field(default=51883, ge=1024, le=65535)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _check_peer_timeout(self) -> Settings:
+        if self.mqtt_peer_timeout_s < 2 * self.mqtt_heartbeat_s:
+            raise ConfigurationError(
+                "HOMEWARD_MQTT_PEER_TIMEOUT_S must be at least twice HOMEWARD_MQTT_HEARTBEAT_S"
+                " (a live worker would be taken for a crashed one)"
+            )
+        return self
 
     @field_validator("mqtt_url")
     @classmethod

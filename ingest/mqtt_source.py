@@ -53,6 +53,7 @@ class Inbound:
     retained: bool
     qos: int
     received_at: float  # time.time()
+    via: str = ""  # "" for the worker's own connection, else the client id it reclaims
 
 
 def backoff_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 10.0) -> float:
@@ -63,10 +64,13 @@ def backoff_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 10.0) -> floa
 @dataclass
 class SourceStats:
     connected: bool = False
+    subscribed: bool = False  # the broker granted the shared subscription on this connection
+    session_present: bool = False
     connects: int = 0
     disconnects: int = 0
     received: int = 0
     acked: int = 0
+    no_ack: int = 0  # QoS 0 messages: nothing to acknowledge
     stale_skipped: int = 0
     last_inbound_at: float = 0.0
     first_message_at: float = 0.0  # time.time() of the first message since start
@@ -84,11 +88,19 @@ class MqttSource:
         *,
         extra_subscriptions: tuple[str, ...] = (),
         on_connected: Callable[[int], None] | None = None,
+        subscribe: bool = True,
+        via: str = "",
     ) -> None:
+        """``subscribe=False`` with ``via`` set: a connection that only drains the session
+        of a stopped or crashed peer (its client id is ``settings.mqtt_client_id``)."""
         self._settings = settings
         self._on_message = on_message
         self._on_connected = on_connected
-        self._subscriptions = (settings.shared_subscription, *extra_subscriptions)
+        self._subscriptions = (
+            (settings.shared_subscription, *extra_subscriptions) if subscribe else ()
+        )
+        self._via = via
+        self._unsubacks: dict[int, asyncio.Future[bool]] = {}
         self.stats = SourceStats()
         self.generation = 0
         self._client: mqtt.Client | None = None
@@ -109,6 +121,8 @@ class MqttSource:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_suback
+        client.on_unsubscribe = self._handle_unsuback
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -134,6 +148,35 @@ class MqttSource:
             delay = backoff_s(attempt)
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def open(self) -> bool:
+        """Connect once (no reconnecting); True when the broker had our session."""
+        self._loop = asyncio.get_running_loop()
+        self._client = self._make_client()
+        await self._connect_once()
+        return self.stats.session_present
+
+    async def unsubscribe_shared(self, timeout_s: float = 10.0) -> bool:
+        """Leave the share group: the broker hands this session no more of the group's
+        messages (those already queued for it still arrive). True once the broker
+        confirmed it."""
+        client, loop = self._client, self._loop
+        if client is None or loop is None or not self.stats.connected:
+            return False
+        future: asyncio.Future[bool] = loop.create_future()
+        rc, mid = client.unsubscribe(self._settings.shared_subscription)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            return False
+        self._unsubacks[mid] = future
+        try:
+            ok = await asyncio.wait_for(future, timeout=timeout_s)
+        except TimeoutError:
+            return False
+        finally:
+            self._unsubacks.pop(mid, None)
+        if ok:
+            self.stats.subscribed = False
+        return ok
 
     async def _connect_once(self) -> None:
         assert self._client is not None
@@ -241,6 +284,8 @@ class MqttSource:
             return
         self.generation += 1
         self.stats.connected = True
+        self.stats.subscribed = False
+        self.stats.session_present = bool(flags.session_present)
         self.stats.connects += 1
         log.info(
             "MQTT connected (session present: %s, generation %d)",
@@ -250,10 +295,29 @@ class MqttSource:
         # Retain-as-published: a retained publish on a readings topic keeps its flag, so
         # it can be quarantined (readings must never be retained).
         options = SubscribeOptions(qos=1, retainAsPublished=True)
-        client.subscribe([(topic, options) for topic in self._subscriptions])
+        if self._subscriptions:
+            client.subscribe([(topic, options) for topic in self._subscriptions])
         if self._on_connected is not None:
             self._on_connected(self.generation)
         self._connack.set_result(None)
+
+    def _handle_suback(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        # The shared subscription comes first in every SUBSCRIBE this source sends.
+        if reasons and not reasons[0].is_failure:
+            self.stats.subscribed = True
+        elif reasons:
+            self.stats.last_error = f"shared subscription refused: {reasons[0]}"
+            log.error("broker refused the shared subscription: %s", reasons[0])
+
+    def _handle_unsuback(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
+    ) -> None:
+        future = self._unsubacks.get(mid)
+        if future is not None and not future.done():
+            # 0x11 "no subscription existed" also means the session is no longer a member.
+            future.set_result(all(not r.is_failure or r.value == 0x11 for r in reasons))
 
     def _handle_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -262,11 +326,14 @@ class MqttSource:
             self.stats.disconnects += 1
             log.warning("MQTT disconnected: %s", reason)
         self.stats.connected = False
+        self.stats.subscribed = False
         self._lost.set()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
         self.stats.received += 1
+        if msg.qos == 0:
+            self.stats.no_ack += 1
         self.stats.last_message_at = now
         if not self.stats.first_message_at:
             self.stats.first_message_at = now
@@ -279,6 +346,7 @@ class MqttSource:
                 retained=bool(msg.retain),
                 qos=msg.qos,
                 received_at=now,
+                via=self._via,
             )
         )
 

@@ -168,12 +168,17 @@ class IngestPipeline:
             self._activity.note_status(update.device_id, at, update.status, update.battery)
         return update
 
-    def on_new_connection(self, generation: int) -> None:
-        """Forget queued messages of an earlier connection: the broker redelivers them."""
+    def on_new_connection(self, generation: int, via: str = "") -> None:
+        """Forget queued messages of an earlier connection of the same source (``via``):
+        the broker redelivers them."""
         before = self.pending
         keep = (generation, HTTP_GENERATION)  # posted messages wait for no broker
-        self._parsed = deque(i for i in self._parsed if i.inbound.generation in keep)
-        self._pending = deque(i for i in self._pending if i.generation in keep)
+
+        def current(i: Inbound) -> bool:
+            return i.via != via or i.generation in keep
+
+        self._parsed = deque(i for i in self._parsed if current(i.inbound))
+        self._pending = deque(i for i in self._pending if current(i))
         if self._paused and self.pending < self._high_water // 2:
             self._paused = False
             self._resume()

@@ -25,6 +25,7 @@ from api.app import ApiRunner, create_app
 from homeward.config import Settings
 from homeward.heap import settle_after_start
 from ingest.http_source import HttpSource
+from ingest.membership import Membership
 from ingest.mqtt_source import Inbound, MqttSource
 from ingest.pipeline import Handler, IngestPipeline
 from ingest.quarantine_gate import QuarantineGate
@@ -69,6 +70,7 @@ class HomewardService:
             resume=self.source.resume,
         )
         self.timers: Timers | None = None
+        self.membership: Membership | None = None
         self.http_port: int | None = None
         self.warmed_patients = 0
         self.warm_s = 0.0
@@ -76,10 +78,6 @@ class HomewardService:
         self.http_ingest = HttpSource(
             settings, self.pipeline.submit, lambda: self.pipeline.accepting
         )
-
-    def _ack(self, messages: list[Inbound]) -> int:
-        """After a COMMIT: answer the posted messages, PUBACK the broker's."""
-        return self.source.ack(self.http_ingest.acknowledge(messages))
 
     def _on_message(self, inbound: Any) -> None:
         self.pipeline.submit(inbound)
@@ -97,6 +95,12 @@ class HomewardService:
                 f"ingest: stalled, {progress.waiting} messages waiting for "
                 f"{progress.waiting_for_s:.0f} s with no commit"
             )
+        if self.membership is not None:
+            problems += [
+                f"share group: worker {s['client_id']} ({s['state']}) silent for "
+                f"{s['silent_s']:.0f} s, its session not reclaimed"
+                for s in self.membership.stats.stranded
+            ]
         return problems
 
     def _quarantine_status(self) -> dict[str, Any]:
@@ -109,6 +113,14 @@ class HomewardService:
             "keep_bytes": gate.keep_bytes,
         }
 
+    def _ack(self, messages: list[Inbound]) -> int:
+        """After a COMMIT: answer the posted messages, PUBACK the broker's, each on the
+        connection it came on — ours, or a reclaimed peer's session (ingest/membership.py)."""
+        broker = self.http_ingest.acknowledge(messages)
+        if self.membership is None:
+            return self.source.ack(broker)
+        return self.membership.ack(broker)
+
     def status(self) -> dict[str, Any]:
         return {
             "problems": self.problems(),
@@ -120,6 +132,7 @@ class HomewardService:
                 "progress": dataclasses.asdict(self.pipeline.progress_now()),
                 "quarantine": self._quarantine_status(),
             },
+            "share_group": self.membership.status() if self.membership else None,
             "rules": {
                 "enabled": self.rules is not None,
                 "patients_in_memory": len(self.rules.engine.patients) if self.rules else 0,
@@ -176,12 +189,22 @@ class HomewardService:
         self.http_port = sockets[0].getsockname()[1] if sockets else s.http_port
         log.info("HTTP on http://%s:%s/health", s.http_host, self.http_port)
         await self._warm(pool)
+        self.membership = Membership(
+            s,
+            pool,
+            self.source,
+            self.pipeline.submit,
+            lambda: self.pipeline.pending,
+            self.pipeline.on_new_connection,
+        )
         if self.own_process:
             settle_after_start()
         tasks = {
             asyncio.create_task(self.source.run(), name="mqtt-source"),
             asyncio.create_task(self.pipeline.run(), name="ingest-writer"),
         }
+        membership = asyncio.create_task(self.membership.run(), name="share-group")
+        tasks.add(membership)
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         if ready is not None:
             ready.set()
@@ -192,6 +215,14 @@ class HomewardService:
                 raise RuntimeError(f"background task {task.get_name()} stopped") from exc
         finally:
             stopper.cancel()
+            # Hand our share back when another worker runs (else the broker keeps the
+            # group's readings in our session); what was queued for us is stored first.
+            try:
+                await self.membership.leave()
+            except Exception:  # the session stays a member: nothing is lost, only delayed
+                log.exception("leaving the share group failed")
+            membership.cancel()
+            await asyncio.gather(membership, return_exceptions=True)
             await self.pipeline.stop()
             await self.source.stop()
             for task in tasks:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -161,3 +164,28 @@ def ensure_team(conn: psycopg.Connection[Any], team: str = "deal") -> None:
         " VALUES (%s, %s, 'Test', '{}') ON CONFLICT DO NOTHING",
         (team, f"{team} (test)"),
     )
+
+
+def service_process(
+    settings: Settings, log: Path, *, client_id: str | None = None, **env_extra: str
+) -> subprocess.Popen[bytes]:
+    """``homeward run`` as its own process (so a test can SIGTERM or SIGKILL it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEWARD_")}
+    env.update(
+        HOMEWARD_DATABASE_URL=settings.dsn,
+        HOMEWARD_MQTT_URL=settings.mqtt_url or "",
+        HOMEWARD_TOPIC_ROOT=settings.topic_root,
+        HOMEWARD_MQTT_CLIENT_ID=client_id or settings.mqtt_client_id,
+        HOMEWARD_MQTT_SHARE_GROUP=settings.mqtt_share_group,
+        HOMEWARD_HTTP_PORT="0",
+        HOMEWARD_BATCH_SIZE="200",
+        HOMEWARD_ADHERENCE_INTERVAL_S="0",
+        **env_extra,
+    )
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "commands.main", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
