@@ -38,3 +38,5 @@ def test_benchmark_smoke(pg_url: str) -> None:
     assert result["scale_out_alerts"]["alerts"] > 0
     assert result["scale_out_alerts"]["missing_alerts"] == 0
     assert result["scale_out_alerts"]["extra_alerts"] == 0
+    assert [d["stopped_with"] for d in result["scale_down"]] == ["SIGTERM", "SIGKILL"]
+    assert all(d["lost"] == 0 and d["expected"] > 0 for d in result["scale_down"])

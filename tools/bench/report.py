@@ -30,6 +30,18 @@ TARGETS: list[tuple[str, str, float | None, str]] = [
     ("api_patient_7d_hourly_p99_ms", "API patient 7 days hourly p99, ms", 50.0, "max"),
     ("api_ref_sql_7d_p99_ms", "  ref: the 7-day query straight to PostgreSQL p99, ms", None, "max"),
     ("scale_out_ratio", "two workers ÷ one worker", None, "min"),
+    (
+        "scale_down_sigterm_delay_max_s",
+        "one of two workers stopped (SIGTERM): max delay, s",
+        None,
+        "max",
+    ),
+    (
+        "scale_down_sigkill_delay_max_s",
+        "one of two workers killed (SIGKILL): max delay, s",
+        None,
+        "max",
+    ),
     ("bytes_per_reading", "bytes per reading", None, "max"),
     ("bytes_per_reading_compressed", "bytes per reading, compressed", 10.0, "max"),
 ]

@@ -33,7 +33,12 @@ from service.wiring import HomewardService
 from tools.bench import drain
 from tools.bench.api_load import CLIENTS, HISTORY_DAYS, measure_api
 from tools.bench.rule_cost import rule_cost_in_own_process
-from tools.bench.scale_out import compare_alerts, drain_with_workers
+from tools.bench.scale_out import (
+    compare_alerts,
+    drain_with_workers,
+    scale_down,
+    scale_down_figures,
+)
 from tools.bench.stats import percentiles_ms, summarise
 from tools.bench.workload import (
     BENCH_TEAM,
@@ -373,9 +378,24 @@ def _run(settings: Settings, params: BenchParams, broker_url: str, dsn: str) -> 
     result |= summarise(
         "scale_out_ratio", [scale[1]["readings_per_s"] / scale[0]["readings_per_s"]]
     )
-    result["scale_out_alerts"] = compare_alerts(scale[0], scale[1])
-    result["scale_out"] = [{k: v for k, v in s.items() if k != "alerts"} for s in scale]
-    result["lost"] = sum(r["lost"] for r in rounds) + sum(s["lost"] for s in scale)
+    result |= {
+        "scale_out_alerts": compare_alerts(scale[0], scale[1]),
+        "scale_out": [{k: v for k, v in s.items() if k != "alerts"} for s in scale],
+    }
+    result |= scale_down_figures(
+        scale_down(
+            base,
+            dsn,
+            rate=params.load_rate,
+            duration_s=params.load_duration_s,
+            devices=params.patients,
+        )
+    )
+    result["lost"] = (
+        sum(r["lost"] for r in rounds)
+        + sum(s["lost"] for s in scale)
+        + sum(d["lost"] for d in result["scale_down"])
+    )
     result["duplicated"] = sum(r["duplicated"] for r in rounds) + sum(
         s["duplicated"] + s["duplicate_open_alerts"] for s in scale
     )
