@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from alerts import data_gaps
 from alerts.careplans import (
     QUALITY_DEFAULT,
     DeviceSilenceConfig,
@@ -256,6 +257,7 @@ async def check(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         changed = 0
         for i in range(0, len(candidates), CHUNK):
             changed += await _record(cur, candidates[i : i + CHUNK])
+        changed += await data_gaps.check(cur, now)  # holes in the devices' sequence numbers
     return changed
 
 

@@ -8,6 +8,7 @@ The JSON Schema of the contract is ``docs/payload.schema.json``.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,31 @@ class MessageIn(_Strict):
     firmware: str | None = Field(default=None, max_length=64)
     context: ContextIn | None = None
     patient_id: str | None = Field(default=None, max_length=16)
+
+
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _refuse_repeated(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        repeated = next(k for k in keys if keys.count(k) > 1)
+        raise _RepeatedKeyError(repeated)
+    return dict(pairs)
+
+
+def repeated_key(payload: bytes) -> str | None:
+    """The first key repeated within one JSON object of ``payload``, if any. orjson (and
+    most parsers) keep the last value of a repeated key, others the first: such a
+    payload could mean two things, so it is refused (docs/payload.md)."""
+    try:
+        json.loads(payload, object_pairs_hook=_refuse_repeated)
+    except _RepeatedKeyError as exc:
+        return str(exc)
+    except (ValueError, RecursionError):  # orjson accepted it; nothing repeated was found
+        return None
+    return None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -167,6 +193,14 @@ def parse_reading_message(
         return Rejection(
             RejectReason.SCHEMA,
             f"payload must be a JSON object, got {type(doc).__name__}",
+            device_id,
+            msg_id,
+        )
+    if (repeated := repeated_key(payload)) is not None:
+        return Rejection(
+            RejectReason.AMBIGUOUS_JSON,
+            f"key {repeated[:64]!r} appears twice in one object: JSON parsers differ on "
+            "which value counts, so the payload is not read",
             device_id,
             msg_id,
         )

@@ -76,6 +76,8 @@ class RejectReason(StrEnum):
     STORAGE_ERROR = "storage_error"
     PARSER_ERROR = "parser_error"
     RATE_LIMITED = "rate_limited"
+    AMBIGUOUS_JSON = "ambiguous_json"  # e.g. a repeated key: parsers may read it differently
+    CONFLICT = "conflict"  # same key as a stored reading, different value (security event)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ class BatchResult:
 # quarter of a text one per row (each value dumped by its column's binary dumper).
 _INCOMING_TYPES = (
     "int4", "timestamptz", "text", "text", "float8", "timestamptz", "text", "text[]", "bool",
-    "text", "bool", "text",
+    "text", "bool", "text", "int8",
 )  # fmt: skip
 
 
@@ -104,6 +104,7 @@ def _reading_rows(seq: int, item: Item, message: DeviceMessage) -> list[tuple[An
             consciousness,
             item.late,
             message.patient_nhs_number,
+            message.device_seq,
         )
         for r in message.readings
     ]
@@ -124,10 +125,11 @@ def _quarantine_row(
         "payload_bytes": kept.size,
         "payload_sha256": kept.sha256,
         "times": times,
-        "security_event": rejection.reason is RejectReason.PATIENT_MISMATCH,
+        "security_event": rejection.reason in _SECURITY_EVENTS,
     }
 
 
+_SECURITY_EVENTS = (RejectReason.PATIENT_MISMATCH, RejectReason.CONFLICT)
 _RATE_LIMITED_SHA = hashlib.sha256(b"homeward:rate_limited").digest()  # one row per topic
 
 
@@ -244,6 +246,7 @@ class BatchStore:
                 accepted[seq] = (item, item.parsed)
                 rows.extend(_reading_rows(seq, item, item.parsed))
         stored: list[StoredReading] = []
+        offered = len(rows)
         try:
             async with conn.transaction():
                 cur = conn.cursor()
@@ -255,11 +258,19 @@ class BatchStore:
                     async with conn.cursor(row_factory=_stored_row) as ins:
                         await ins.execute(Q["store_readings"])
                         stored = await ins.fetchall()
+                    skip: list[int] = []
                     if len(stored) < len(rows):  # duplicates, or readings that cannot be stored
                         await cur.execute(Q["unresolved_messages"])
                         for seq, reason, _bound in await cur.fetchall():
                             item, message = accepted[seq]
                             rejected.append((item, _unresolved(reason, message)))
+                            skip.append(seq)
+                        stored, conflicts = await _conflicts(cur, stored, accepted)
+                        rejected += conflicts.rejections
+                        skip += conflicts.seqs
+                        offered -= conflicts.readings
+                    if any(m.device_seq is not None for _, m in accepted.values()):
+                        await cur.execute(Q["advance_sequences"], {"skip": skip})
                     if stored and self._stage is not None:
                         await self._run_stage(cur, stored)
                 quarantine = self._admitted(rejected)
@@ -271,7 +282,7 @@ class BatchStore:
             if stored and self._stage is not None:
                 self._stage.rolled_back(stored)  # the commit did not happen
             raise
-        return BatchResult(stored=stored, offered=len(rows), quarantined=len(quarantine))
+        return BatchResult(stored=stored, offered=offered, quarantined=len(quarantine))
 
     def _admitted(self, rejected: list[tuple[Item, Rejection]]) -> list[dict[str, Any]]:
         """The quarantine rows this batch writes: each rejection the gate admits, and
@@ -306,6 +317,47 @@ class BatchStore:
             # In the batch's transaction: the readings commit with their place in the
             # backlog and a technical alert, or (if even that fails) not at all.
             await self._stage.keep(cur, stored, {r.patient_id: error for r in stored})
+
+
+@dataclass
+class _Conflicts:
+    rejections: list[tuple[Item, Rejection]]
+    seqs: list[int]
+    readings: int  # readings of the conflicting messages (not duplicates)
+
+
+async def _conflicts(
+    cur: psycopg.AsyncCursor[Any],
+    stored: list[StoredReading],
+    accepted: dict[int, tuple[Item, DeviceMessage]],
+) -> tuple[list[StoredReading], _Conflicts]:
+    """Messages that reuse a stored reading's key with another value: quarantined as a
+    conflict (a security event), and none of their readings stored."""
+    await cur.execute(Q["conflicting_messages"])
+    found: dict[int, list[str]] = {}
+    for seq, metric, had, offered, had_seq, offered_seq in await cur.fetchall():
+        found.setdefault(seq, []).append(
+            f"{metric} stored {had:g} (device_seq {had_seq}), offered {offered:g} "
+            f"(device_seq {offered_seq})"
+        )
+    if not found:
+        return stored, _Conflicts([], [], 0)
+    seqs = sorted(found)
+    await cur.execute(Q["drop_conflicting_rows"], {"seqs": seqs})
+    dropped = {tuple(row) for row in await cur.fetchall()}
+    kept = [r for r in stored if (r.device_id, r.msg_id, r.metric, r.time) not in dropped]
+    rejections = []
+    for seq in seqs:
+        item, message = accepted[seq]
+        detail = (
+            f"message {message.msg_id} of device {message.device_id} reuses the key of a "
+            f"stored reading with another value ({'; '.join(found[seq])}): not a "
+            "redelivery; nothing of it was stored (security event)"
+        )
+        rejection = Rejection(RejectReason.CONFLICT, detail, message.device_id, message.msg_id)
+        rejections.append((item, rejection))
+    readings = sum(len(accepted[seq][1].readings) for seq in seqs)
+    return kept, _Conflicts(rejections, seqs, readings)
 
 
 def _activity_params(activity: dict[str, DeviceActivity]) -> dict[str, list[Any]]:

@@ -90,6 +90,7 @@ def test_migrations_produce_the_schema_the_code_expects(db_url: str) -> None:
         "on_oxygen",
         "consciousness",
         "late",
+        "device_seq",
     ]
     assert columns["readings_hourly"] == [
         "bucket",

@@ -343,3 +343,18 @@ def test_battery_is_kept_to_a_tenth_so_postgresql_real_can_hold_it(
 def test_numbers_and_strings_at_their_edges(fields: dict[str, Any], ok: bool) -> None:
     parsed = parse(message(**fields))
     assert isinstance(parsed, DeviceMessage) is ok, parsed
+
+
+def test_a_repeated_key_is_refused_at_any_depth() -> None:
+    now = datetime.now(UTC)
+    at = now.isoformat()
+    for payload in (
+        b'{"msg_id": "a", "msg_id": "b", "measured_at": "' + at.encode() + b'", "readings": []}',
+        b'{"msg_id": "a", "measured_at": "' + at.encode() + b'", "readings":'
+        b' [{"metric": "spo2", "value": 97, "unit": "%", "value": 84}]}',
+    ):
+        result = parse_reading_message(
+            "homeward/v1/devices/ox-1/readings", payload, retained=False, now=now
+        )
+        assert isinstance(result, Rejection)
+        assert result.reason is RejectReason.AMBIGUOUS_JSON
