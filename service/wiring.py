@@ -215,14 +215,15 @@ class HomewardService:
                 raise RuntimeError(f"background task {task.get_name()} stopped") from exc
         finally:
             stopper.cancel()
-            # Hand our share back when another worker runs (else the broker keeps the
-            # group's readings in our session); what was queued for us is stored first.
+            # No more heartbeats (one in flight would mark us active again), then hand our
+            # share back when another worker runs (else the broker keeps the group's
+            # readings in our session); what was queued for us is stored first.
+            membership.cancel()
+            await asyncio.gather(membership, return_exceptions=True)
             try:
                 await self.membership.leave()
             except Exception:  # the session stays a member: nothing is lost, only delayed
                 log.exception("leaving the share group failed")
-            membership.cancel()
-            await asyncio.gather(membership, return_exceptions=True)
             await self.pipeline.stop()
             await self.source.stop()
             for task in tasks:
