@@ -87,10 +87,11 @@ def device_role(topic_root: str, device_id: str) -> dict[str, Any]:
 
 def ingest_role(topic_root: str, share_group: str) -> dict[str, Any]:
     every = f"{topic_root}/devices/+"
+    readings = f"$share/{share_group}/{every}/readings" if share_group else f"{every}/readings"
     return {
         "rolename": "homeward-ingest",
         "acls": [
-            _acl("subscribeLiteral", f"$share/{share_group}/{every}/readings"),
+            _acl("subscribeLiteral", readings),
             _acl("subscribeLiteral", f"{every}/status"),
             _acl("publishClientReceive", f"{every}/readings"),
             _acl("publishClientReceive", f"{every}/status"),

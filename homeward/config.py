@@ -194,4 +194,10 @@ class Settings(BaseSettings):
 
     @property
     def shared_subscription(self) -> str:
+        """Ingest's subscription to every device's readings: shared by the workers of
+        ``mqtt_share_group``, or, with no group, a plain one — which Mosquitto restores
+        with the session after a restart, where it drops a ``$share`` one
+        (docs/operations.md)."""
+        if not self.mqtt_share_group:
+            return self.readings_topic()
         return f"$share/{self.mqtt_share_group}/{self.readings_topic()}"

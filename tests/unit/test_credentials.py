@@ -74,3 +74,17 @@ def test_the_deployed_broker_loads_what_broker_files_writes() -> None:
     assert "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so" in lines
     assert "plugin_opt_config_file /etc/mosquitto/homeward/dynamic-security.json" in lines
     assert not any(line.startswith(("acl_file", "password_file")) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("group", "subscription"),
+    [("ingest", "$share/ingest/hw/v1/devices/+/readings"), ("", "hw/v1/devices/+/readings")],
+)
+def test_ingest_may_subscribe_to_the_readings_as_its_settings_say(
+    group: str, subscription: str
+) -> None:
+    """With no share group ingest subscribes plainly (it survives a broker restart)."""
+    policy = broker_security("hw/v1", group, [], [])
+    [role] = policy["roles"]
+    subscribes = [a["topic"] for a in role["acls"] if a["acltype"] == "subscribeLiteral"]
+    assert subscribes == [subscription, "hw/v1/devices/+/status"]
