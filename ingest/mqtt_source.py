@@ -158,13 +158,16 @@ class MqttSource:
 
     async def unsubscribe_shared(self, timeout_s: float = 10.0) -> bool:
         """Leave the share group: the broker hands this session no more of the group's
-        messages (those already queued for it still arrive). True once the broker
-        confirmed it."""
+        messages (those already queued for it still arrive), nor status messages. True
+        once the broker confirmed it."""
         client, loop = self._client, self._loop
         if client is None or loop is None or not self.stats.connected:
             return False
         future: asyncio.Future[bool] = loop.create_future()
-        rc, mid = client.unsubscribe(self._settings.shared_subscription)
+        # The status subscription too: a session that left would queue every device's
+        # status message for as long as it is kept.
+        topics = [self._settings.shared_subscription, self._settings.device_topic("+", "status")]
+        rc, mid = client.unsubscribe(topics)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             return False
         self._unsubacks[mid] = future
