@@ -88,7 +88,9 @@ SELECT device_id, max(device_seq),
             THEN now() END
 FROM (SELECT DISTINCT i.device_id, i.device_seq FROM incoming i
       JOIN devices d ON d.device_id = i.device_id
-      WHERE i.device_seq IS NOT NULL AND NOT (i.seq = ANY(%(skip)s))) got
+      WHERE i.device_seq IS NOT NULL AND NOT (i.seq = ANY(%(skip)s))
+        -- the largest bigint has no successor to bound its range: not tracked
+        AND i.device_seq < 9223372036854775807) got
 GROUP BY device_id
 ORDER BY device_id
 ON CONFLICT (device_id) DO UPDATE SET
