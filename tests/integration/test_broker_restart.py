@@ -31,7 +31,7 @@ NHS = "9434765919"
 
 def seed(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Restart Patient")
+        add_patient(conn, nhs_number=NHS, name="Restart Patient", team="deal")
         add_device(conn, "ox-r", patient_nhs_number=NHS)
         conn.commit()
 

@@ -36,7 +36,7 @@ AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def settings(db_url: str, broker_url: str) -> Iterator[Settings]:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Seq Patient", conditions=[])
+        add_patient(conn, nhs_number=NHS, name="Seq Patient", team="deal")
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         conn.commit()
     s = make_settings(db_url, broker_url)

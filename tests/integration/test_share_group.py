@@ -44,7 +44,7 @@ FAST = {"HOMEWARD_MQTT_HEARTBEAT_S": "1", "HOMEWARD_MQTT_PEER_TIMEOUT_S": "4"}
 
 def seed(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Share Group")
+        add_patient(conn, nhs_number=NHS, name="Share Group", team="deal")
         for device in DEVICES:
             add_device(conn, device, patient_nhs_number=NHS)
         conn.commit()
