@@ -38,6 +38,8 @@ STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
 API_PREFIX = "/api/v1/"
 OPENAPI_PATH = f"{API_PREFIX}openapi.json"  # public: the API's shape, no patient data
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Observe = Callable[[str, int, float], None]  # route, status, seconds
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text format
 Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ANONYMOUS_LIMIT = web.AppKey("anonymous_limit", AnonymousAuditLimit)
@@ -274,12 +276,17 @@ def create_app(
     clock: Clock = time.time,
     ingest: HttpSource | None = None,
     device_posts_per_minute: int = 120,
+    metrics: Callable[[], Awaitable[bytes]] | None = None,
+    observe: Observe | None = None,
 ) -> web.Application:
     """The API; ``clock`` (seconds since the epoch) times the anonymous audit limit;
-    ``ingest`` takes readings posted by devices (without it they are answered 503)."""
-    app = web.Application(
-        middlewares=[fhir_outcomes, errors, authenticated], client_max_size=MAX_BODY_BYTES
-    )
+    ``ingest`` takes readings posted by devices (without it they are answered 503);
+    ``metrics`` renders ``GET /metrics``; ``observe`` is told each answer's route, status
+    and duration."""
+    middlewares = [fhir_outcomes, errors, authenticated]
+    if observe is not None:
+        middlewares.insert(0, _timed(observe))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[POOL] = pool
     app[STATUS] = status
     app[CLOCK] = clock
@@ -300,7 +307,36 @@ def create_app(
         app[device_ingest.HTTP_INGEST] = ingest
     app[device_ingest.LIMIT] = device_ingest.DevicePostLimit(device_posts_per_minute)
     app.router.add_post(device_ingest.PATH, device_ingest.post_readings)
+    if metrics is not None:
+        render = metrics
+
+        async def prometheus(_: web.Request) -> web.Response:
+            return web.Response(body=await render(), headers={"Content-Type": METRICS_TYPE})
+
+        app.router.add_get("/metrics", prometheus)
     return app
+
+
+def _timed(observe: Observe) -> Any:
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Each answer's route (its name, or its path pattern; never the path itself,
+        which holds NHS numbers), status and duration, for /metrics."""
+        began = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            route = request.match_info.route
+            name = route.name or (route.resource.canonical if route.resource else "unmatched")
+            observe(name, status, time.perf_counter() - began)
+
+    return timed
 
 
 class _ProblemRequestHandler(web.RequestHandler):

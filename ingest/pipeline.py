@@ -90,6 +90,8 @@ class IngestPipeline:
         self._status_prefix = f"{settings.topic_root}/devices/"
         self._in_flight = 0  # messages of the batch being written
         self.stats = PipelineStats()
+        # Told each batch's size and how long it took to store, once committed (metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
         self.progress = ProgressWatch(settings.ingest_stall_after_s, clock)
 
     @property
@@ -238,6 +240,7 @@ class IngestPipeline:
 
     async def _store_and_ack(self, batch: list[Item]) -> None:
         self._in_flight = len(batch)
+        began = time.perf_counter()
         try:
             result = await self._store_with_retry(batch)
         finally:
@@ -251,6 +254,8 @@ class IngestPipeline:
         s.quarantined += result.quarantined
         s.last_commit_at = time.time()
         self.progress.committed(still_waiting=self.pending > 0)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - began)
         if result.stored:
             for handler in self._handlers:
                 try:

@@ -30,6 +30,7 @@ from ingest.mqtt_source import Inbound, MqttSource
 from ingest.pipeline import Handler, IngestPipeline
 from ingest.quarantine_gate import QuarantineGate
 from ingest.writer import BatchStore
+from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 POOL_MAX_SIZE = 10  # the HTTP API's requests and the timers share these connections
@@ -75,6 +76,8 @@ class HomewardService:
         self.warmed_patients = 0
         self.warm_s = 0.0
 
+        self.metrics = Metrics(self.status)
+        self.pipeline.on_batch = self.metrics.observe_batch
         self.http_ingest = HttpSource(
             settings, self.pipeline.submit, lambda: self.pipeline.accepting
         )
@@ -178,6 +181,8 @@ class HomewardService:
                 self.status,
                 ingest=self.http_ingest,
                 device_posts_per_minute=s.device_posts_per_minute,
+                metrics=lambda: self.metrics.render(pool),
+                observe=self.metrics.observe_request,
             ),
             access_log=None,
         )
