@@ -32,6 +32,8 @@ def test_benchmark_smoke(pg_url: str) -> None:
     assert result["api_history_readings"] > 0
     assert result["api_patient_7d_p99_ms"] is not None
     assert result["api_queue_p99_ms"] is not None
+    assert result["api_fhir_7d_p99_ms"] is not None
+    assert result["api_fhir_ratio_raw"] > 0
     assert [s["workers"] for s in result["scale_out"]] == [1, 2]
     assert all(s["duplicate_open_alerts"] == 0 for s in result["scale_out"])
     # two workers raise exactly the alerts of one (the shared rule state)

@@ -1,5 +1,6 @@
 """API figures: 90 days of readings for every bench patient, then 20 concurrent clients
-on the team queue and on random patients' last 7 days (raw and hourly), against the
+on the team queue and on random patients' last 7 days (raw, hourly, and as FHIR
+Observations), against the
 HTTP API served in a process of its own; the same 7-day query sent straight to
 PostgreSQL by 20 connections is the reference (no HTTP, no token, no audit)."""
 
@@ -116,7 +117,8 @@ async def _measure_api(
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
 
         async def get(path: str, **params: str) -> None:
-            async with http.get(f"{base}{path}", params=params) as response:
+            url = f"{base.removesuffix('/api/v1/')}{path}" if path.startswith("/") else base + path
+            async with http.get(url, params=params) as response:
                 if response.status != 200:
                     raise RuntimeError(f"{path}: HTTP {response.status} {await response.text()}")
                 await response.read()
@@ -124,10 +126,20 @@ async def _measure_api(
         def patient(resolution: str) -> Callable[[], Awaitable[None]]:
             return lambda: get(f"patients/{rng.choice(numbers)}/readings", resolution=resolution)
 
+        def fhir_week() -> Awaitable[None]:  # the same 7 days as FHIR Observations
+            since = (datetime.now(UTC) - timedelta(days=7)).isoformat(timespec="seconds")
+            return get(
+                "/fhir/Observation",
+                patient=rng.choice(numbers),
+                date=f"ge{since}",
+                _count="1000",
+            )
+
         return {
             "queue": await _hammer(lambda: get("queue"), duration_s, CLIENTS),
             "raw": await _hammer(patient("raw"), duration_s, CLIENTS),
             "hour": await _hammer(patient("hour"), duration_s, CLIENTS),
+            "fhir": await _hammer(fhir_week, duration_s, CLIENTS),
         }
 
 

@@ -29,6 +29,8 @@ TARGETS: list[tuple[str, str, float | None, str]] = [
     ("api_patient_7d_p99_ms", "API patient 7 days raw p99, ms", 50.0, "max"),
     ("api_patient_7d_hourly_p99_ms", "API patient 7 days hourly p99, ms", 50.0, "max"),
     ("api_ref_sql_7d_p99_ms", "  ref: the 7-day query straight to PostgreSQL p99, ms", None, "max"),
+    ("api_fhir_7d_p99_ms", "FHIR Observation search, 7 days, p99, ms", None, "max"),
+    ("api_fhir_ratio_raw", "FHIR 7 days ÷ API 7 days raw, p99", 2.0, "max"),
     ("scale_out_ratio", "two workers ÷ one worker", None, "min"),
     (
         "scale_down_sigterm_delay_max_s",

@@ -58,6 +58,7 @@ API_FIGURES = (  # result key prefix, round key in measure_api
     ("api_patient_7d", "raw"),
     ("api_patient_7d_hourly", "hour"),
     ("api_ref_sql_7d", "sql"),
+    ("api_fhir_7d", "fhir"),
 )
 
 
@@ -297,7 +298,8 @@ def _api_figures(api: dict[str, Any]) -> dict[str, Any]:
     for name, kind in API_FIGURES:
         for stat in ("p50", "p99"):
             figures |= summarise(f"{name}_{stat}_ms", [r[kind][stat] for r in api["rounds"]])
-    return figures
+    ratios = [r["fhir"]["p99"] / r["raw"]["p99"] for r in api["rounds"]]
+    return figures | summarise("api_fhir_ratio_raw", ratios)
 
 
 def run_benchmark(settings: Settings, params: BenchParams) -> dict[str, Any]:
