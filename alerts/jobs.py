@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts import adherence, escalation_store, notify
+from homeward.db import rollups
 
 log = logging.getLogger(__name__)
 Work = Callable[[psycopg.AsyncConnection[Any], datetime], Awaitable[Any]]
@@ -79,6 +80,7 @@ class Timers:
         escalation_tick_s: float,
         senders: notify.Senders,
         stall_s: float,
+        rollup_refresh_s: float = 0.0,
     ) -> None:
         self._pool = pool
         self._stall_s = stall_s
@@ -88,6 +90,8 @@ class Timers:
         self.records: dict[str, TimerRecord] = {}
         if adherence_interval_s:
             self._plan.append(("adherence", adherence_interval_s, adherence.check, False))
+        if rollup_refresh_s:
+            self._plan.append(("rollups", rollup_refresh_s, rollups.refresh_dirty, False))
         if escalation_tick_s:
 
             async def escalate(conn: psycopg.AsyncConnection[Any], at: datetime) -> str | None:

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         description="how often missed readings and silent devices are checked; 0 turns it off",
     )
 
+    rollup_refresh_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="how often the rollups' dirty buckets are refreshed (TimescaleDB; the"
+        " rollups are exact meanwhile, this keeps reading them cheap); 0 turns it off",
+    )
     escalation_tick_s: float = Field(
         default=1.0, ge=0, description="how often due escalation steps are fired; 0 turns it off"
     )

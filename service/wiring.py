@@ -173,6 +173,7 @@ class HomewardService:
             escalation_tick_s=s.escalation_tick_s,
             senders=Senders(s.smtp_url, s.mail_from, publish_feedback=self.source.publish_feedback),
             stall_s=s.timer_stall_s,
+            rollup_refresh_s=s.rollup_refresh_s,
         )
         self.timers.start()
         runner = ApiRunner(

@@ -44,9 +44,12 @@ def apply_policies(
                 "SELECT add_retention_policy('readings', drop_after => %s::interval)",
                 (f"{retention_days} days",),
             )
+        # The continuous aggregates behind the readings_hourly/readings_daily views
+        # (migration 0011): these policies keep the recent buckets materialised; late
+        # and backfilled buckets are refreshed by homeward.db.rollups.refresh_dirty.
         for view, start, every in (
-            ("readings_hourly", "3 days", "5 minutes"),
-            ("readings_daily", "30 days", "1 hour"),
+            ("readings_hourly_ca", "3 days", "5 minutes"),
+            ("readings_daily_ca", "30 days", "1 hour"),
         ):
             conn.execute(
                 "SELECT add_continuous_aggregate_policy(%s::regclass,"

@@ -21,6 +21,7 @@ import psycopg
 
 from api.tokens import issue_token
 from api.views import Q as API_QUERIES
+from homeward.db import rollups
 from homeward.db.policies import timescaledb_enabled
 from tools.bench.stats import percentiles_ms
 from tools.bench.workload import BENCH_TEAM
@@ -49,7 +50,7 @@ def load_history(dsn: str, now: datetime) -> int:
     slots = ", ".join(
         f"({offset}, '{metric}', {mean}, {spread})" for offset, metric, mean, spread in _DAY
     )
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn, rollups.bulk_load(conn):
         conn.execute("TRUNCATE readings")
         conn.execute(
             "INSERT INTO readings (time, patient_id, device_id, metric, value, received_at,"
@@ -70,7 +71,7 @@ def load_history(dsn: str, now: datetime) -> int:
                 "SELECT compress_chunk(c, true) FROM show_chunks('readings', older_than => %s) c",
                 (now - timedelta(days=7),),
             )
-            conn.execute("CALL refresh_continuous_aggregate('readings_hourly', NULL, NULL)")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # rollups refreshed by bulk_load
         conn.execute("ANALYZE")
         row = conn.execute("SELECT count(*) FROM readings").fetchone()
     return int(row[0]) if row else 0
