@@ -25,6 +25,7 @@ from homeward.db.rollups import refresh_dirty
 from support import (
     Publisher,
     async_wait_until,
+    ensure_team,
     make_settings,
     purge_session,
     reading_payload,
@@ -59,6 +60,7 @@ def timescale_db(tmp_path: Path) -> Iterator[str]:
                 " FROM timescaledb_information.jobs WHERE job_id >= 1000"
             )
         with psycopg.connect(server.url) as conn:
+            ensure_team(conn)
             add_patient(conn, nhs_number=NHS, name="Late", team="deal", conditions=["copd"])
             add_device(conn, "ox-1", patient_nhs_number=NHS)
             conn.commit()
@@ -210,7 +212,7 @@ async def test_on_plain_postgresql_the_rollups_are_views_and_nothing_is_refreshe
     db_url: str,
 ) -> None:
     with psycopg.connect(db_url) as conn:
-        add_patient(conn, nhs_number=NHS, name="Late", conditions=["copd"])
+        add_patient(conn, nhs_number=NHS, name="Late", team="deal", conditions=["copd"])
         add_device(conn, "ox-1", patient_nhs_number=NHS)
         conn.commit()
     now = datetime.now(UTC)
