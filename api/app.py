@@ -180,7 +180,7 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
         and request.path != OPENAPI_PATH
         and not device_ingest.is_device_path(request.path)  # devices: their own credential
     )
-    if not (in_api or fhir.needs_token(request.path)):
+    if not (in_api or fhir.needs_token(request.method, request.path)):
         return await handler(request)
     token = bearer_token(request.headers.get("Authorization"))
     async with request.app[POOL].connection(timeout=5) as conn, conn.transaction():
@@ -208,13 +208,18 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
 @web.middleware
 async def fhir_outcomes(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Under /fhir, every error is an OperationOutcome (application/fhir+json)."""
-    if not request.path.startswith(f"{fhir.PREFIX}/"):
+    if request.path != fhir.PREFIX and not request.path.startswith(f"{fhir.PREFIX}/"):
         return await handler(request)
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
         return fhir.outcome(exc.status, exc.reason)
-    if response.status < 400 or not isinstance(response, web.Response) or not response.body:
+    if (
+        response.status < 400
+        or not isinstance(response, web.Response)
+        or not response.body
+        or response.content_type == fhir.CONTENT_TYPE  # already an OperationOutcome
+    ):
         return response
     assert isinstance(response.body, bytes)
     body = orjson.loads(response.body)

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from api import views
 from api.problems import problem
 from devices.credentials import verify_password
-from ingest.http_source import HttpSource, NotAccepting, outcome
+from ingest.http_source import HttpSource, NotAccepting, Posted, outcome
 
 HTTP_INGEST = web.AppKey("http_ingest", HttpSource)
 PATH = "/api/v1/devices/{device_id}/readings"
@@ -64,7 +64,7 @@ def _credentials(header: str | None) -> tuple[str, str] | None:
     return (login, password) if sep and login else None
 
 
-async def _audit(request: web.Request, actor: str, status: int, reason: str) -> None:
+async def audit_device(request: web.Request, actor: str, status: int, reason: str) -> None:
     async with request.app[views.POOL].connection(timeout=5) as conn:
         await conn.execute(
             views.Q["audit"],
@@ -81,49 +81,79 @@ async def _audit(request: web.Request, actor: str, status: int, reason: str) -> 
         )
 
 
-async def post_readings(request: web.Request) -> web.Response:
-    device_id = request.match_info["device_id"]
+class Answer(Exception):
+    """A request ends here with ``response`` (a refusal, a limit, the service away)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _unauthorised(text: str) -> Answer:
+    response = problem(401, text)
+    response.headers["WWW-Authenticate"] = 'Basic realm="homeward devices"'
+    return Answer(response)
+
+
+async def device_of(request: web.Request, claimed: str | None) -> str:
+    """The device the request's credential proves, if it may post for ``claimed`` (the
+    device of the path or of the body; ``None``: whichever it is). Failures audited."""
     given = _credentials(request.headers.get("Authorization"))
     if given is None:
-        response = problem(401, "a device authenticates with HTTP Basic: its id and password")
-        response.headers["WWW-Authenticate"] = 'Basic realm="homeward devices"'
-        return response
+        raise _unauthorised("a device authenticates with HTTP Basic: its id and password")
     login, password = given
     async with request.app[views.POOL].connection(timeout=5) as conn:
         cur = await conn.execute("SELECT password_hash FROM devices WHERE device_id = %s", (login,))
         row = await cur.fetchone()
     if row is None or row[0] is None or not verify_password(password, row[0]):
-        await _audit(request, f"device:{login[:64]}", 401, "unknown device or wrong password")
-        response = problem(401, "unknown device or wrong password")
-        response.headers["WWW-Authenticate"] = 'Basic realm="homeward devices"'
-        return response
-    if login != device_id:
-        await _audit(request, f"device:{login}", 403, f"posted for another device {device_id!r}")
-        return problem(403, "a device posts only its own readings")
+        await audit_device(request, f"device:{login[:64]}", 401, "unknown device or wrong password")
+        raise _unauthorised("unknown device or wrong password")
+    if claimed is not None and login != claimed:
+        await audit_device(
+            request, f"device:{login}", 403, f"posted for another device {claimed!r}"
+        )
+        raise Answer(problem(403, "a device posts only its own readings"))
     limit = request.app[LIMIT]
-    if not limit.allow(device_id, time.time()):
+    if not limit.allow(login, time.time()):
         response = problem(429, f"at most {limit.per_minute} posts a minute per device")
         response.headers["Retry-After"] = "60"
-        return response
+        raise Answer(response)
+    return login
+
+
+async def deliver(request: web.Request, device_id: str, body: bytes) -> Posted:
+    """Store ``body`` as ``device_id``'s reading message, as MQTT would; after COMMIT."""
     source = request.app.get(HTTP_INGEST)
     if source is None:
-        return problem(503, "this server does not take readings (no ingest running)")
-    body = await request.read()
+        raise Answer(problem(503, "this server does not take readings (no ingest running)"))
     try:
         inbound = await source.post(device_id, body)
     except NotAccepting as exc:
         response = problem(503, f"not stored: {exc}; send it again with the same msg_id")
         response.headers["Retry-After"] = "5"
-        return response
+        raise Answer(response) from exc
     async with request.app[views.POOL].connection(timeout=5) as conn:
-        posted = await outcome(conn, inbound)
+        return await outcome(conn, inbound)
+
+
+def quarantined(posted: Posted) -> web.Response:
+    return problem(
+        422,
+        f"quarantined: {posted.reason}: {posted.detail}",
+        verdict=posted.verdict,
+        reason=posted.reason,
+    )
+
+
+async def post_readings(request: web.Request) -> web.Response:
+    device_id = request.match_info["device_id"]
+    try:
+        await device_of(request, device_id)
+        posted = await deliver(request, device_id, await request.read())
+    except Answer as answer:
+        return answer.response
     if posted.verdict == "quarantined":
-        return problem(
-            422,
-            f"quarantined: {posted.reason}: {posted.detail}",
-            verdict=posted.verdict,
-            reason=posted.reason,
-        )
+        return quarantined(posted)
     return views.json_response(
         {"device": device_id, "verdict": posted.verdict, "readings": posted.readings}
     )

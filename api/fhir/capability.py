@@ -24,7 +24,7 @@ SUPPORTED: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str, str], ...]], 
     ),
     (
         "Observation",
-        ("search-type",),
+        ("search-type", "create"),
         (
             ("patient", "reference", "Patient/<NHS number>; required (alias: subject)"),
             ("code", "token", "LOINC or SNOMED CT, comma-separated or repeated"),
@@ -61,9 +61,12 @@ def capability_statement(base: str, now: datetime) -> dict[str, Any]:
             {
                 "mode": "server",
                 "security": {
-                    "description": "Bearer tokens (homeward token issue); the same access "
-                    "decisions and audit as /api/v1 (docs/api.md)",
+                    "description": "Reads: bearer tokens (homeward token issue), the same "
+                    "access decisions and audit as /api/v1 (docs/api.md). Posted "
+                    "Observations: the device's own credential, HTTP Basic",
                 },
+                # A Bundle of Observations posted by a device: each entry on its own.
+                "interaction": [{"code": "batch"}, {"code": "transaction"}],
                 "resource": [
                     {
                         "type": kind,

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from api import views
-from api.fhir import resources, search
+from api.fhir import intake, resources, search
 from api.fhir.capability import capability_statement
 from homeward.db.queries import load_queries
 
@@ -169,10 +169,12 @@ ROUTES: dict[str, Handler] = {
 def add_routes(app: web.Application) -> None:
     for path, handler in ROUTES.items():
         app.router.add_get(path, handler)
+    intake.add_routes(app, PREFIX)
 
 
-def needs_token(path: str) -> bool:
-    return path.startswith(f"{PREFIX}/") and path != METADATA_PATH
+def needs_token(method: str, path: str) -> bool:
+    """Reads need a person's bearer token; posts are devices' (their own credential)."""
+    return method != "POST" and path.startswith(f"{PREFIX}/") and path != METADATA_PATH
 
 
 def outcome(status: int, message: str, problems: tuple[str, ...] = ()) -> web.Response:
