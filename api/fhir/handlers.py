@@ -137,22 +137,25 @@ async def observation_lastn(request: web.Request) -> web.Response:
     return fhir_response(resources.bundle(entries, _base(request), self_url, None))
 
 
-async def device_search(request: web.Request) -> web.Response:
-    number = search.patient_of(request.query)
-    _, _, patient = await views.patient_in_care(request, number, "fhir_search_devices", {})
-    rows = await _rows(request, Q["patient_devices"], {"patient_id": patient["patient_id"]})
-    entries = [resources.device(r, patient["nhs_number"]) for r in rows]
-    self_url, _ = search.page_links(f"{_base(request)}/Device", _pairs(request), None)
-    return fhir_response(resources.bundle(entries, _base(request), self_url, None))
+def _patient_search(
+    kind: str, query: str, build: Callable[[dict[str, Any], str], resources.Json]
+) -> Handler:
+    """``GET /fhir/{kind}?patient=…``: every row of ``query`` for one patient in care."""
+
+    async def handler(request: web.Request) -> web.Response:
+        number = search.patient_of(request.query)
+        action = f"fhir_search_{kind.lower()}s"
+        _, _, patient = await views.patient_in_care(request, number, action, {})
+        rows = await _rows(request, Q[query], {"patient_id": patient["patient_id"]})
+        entries = [build(r, patient["nhs_number"]) for r in rows]
+        self_url, _ = search.page_links(f"{_base(request)}/{kind}", _pairs(request), None)
+        return fhir_response(resources.bundle(entries, _base(request), self_url, None))
+
+    return handler
 
 
-async def flag_search(request: web.Request) -> web.Response:
-    number = search.patient_of(request.query)
-    _, _, patient = await views.patient_in_care(request, number, "fhir_search_flags", {})
-    rows = await _rows(request, Q["patient_flags"], {"patient_id": patient["patient_id"]})
-    entries = [resources.flag(r, patient["nhs_number"]) for r in rows]
-    self_url, _ = search.page_links(f"{_base(request)}/Flag", _pairs(request), None)
-    return fhir_response(resources.bundle(entries, _base(request), self_url, None))
+device_search = _patient_search("Device", "patient_devices", resources.device)
+flag_search = _patient_search("Flag", "patient_flags", resources.flag)
 
 
 ROUTES: dict[str, Handler] = {
