@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -39,14 +40,14 @@ class DemoOptions:
     seed: int
 
 
-EXAMPLE_ORG = Path(__file__).resolve().parents[2] / "deploy" / "teams.example.yaml"
+# The demo's fictional practices and teams; every simulated patient belongs to one.
+EXAMPLE_ORG = Path(__file__).resolve().parents[1] / "deploy" / "teams.example.yaml"
 
 
 def register(dsn: str, fleet: list[SimPatient]) -> None:
     with psycopg.connect(dsn) as conn:
-        if EXAMPLE_ORG.exists():  # the demo's fictional practices and teams
-            text = EXAMPLE_ORG.read_text(encoding="utf-8")
-            load_organisation(conn, load_org_file(text), text)
+        text = EXAMPLE_ORG.read_text(encoding="utf-8")
+        load_organisation(conn, load_org_file(text), text)
         for p in fleet:
             add_patient(
                 conn,
@@ -197,6 +198,7 @@ def demo(patients: int, day_s: float, wearables: bool, bad_rate: float, seed: in
     """Start embedded PostgreSQL and Mosquitto (unless configured), migrate, register a
     simulated fleet and run the service with it until Ctrl-C."""
     settings = Settings()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # the sink's every connection
     outbox = None
     if settings.smtp_url is None:  # a local mail sink, so e-mail escalations are delivered
         settings.state_dir.mkdir(parents=True, exist_ok=True)
