@@ -1,4 +1,5 @@
-"""Reading the alert queue (the HTTP API and the CLI share these queries)."""
+"""The alert listing and an alert's history for the command line (``homeward alerts
+list|history``), in the order of the API's team queue."""
 
 from __future__ import annotations
 
