@@ -9,6 +9,7 @@ all stored, once, within the bound of docs/operations.md.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ import pytest
 from devices.registry import add_device, add_patient
 from homeward.config import Settings
 from ingest.membership import stranded_after_s
+from service.wiring import HomewardService
 from support import (
     Publisher,
     async_wait_until,
@@ -246,3 +248,43 @@ async def test_a_share_stranded_beyond_the_bound_is_a_technical_alert_and_a_503(
                 assert response.status == 200
     finally:
         purge_session(settings)
+
+
+async def test_two_workers_stopping_at_once_never_both_leave(db_url: str, broker_url: str) -> None:
+    """The leave decision is taken under the group's row locks: of two workers stopped at
+    the same moment one leaves and the other stays a member, so the broker keeps the
+    group's readings for the next start."""
+    seed(db_url)
+    a = make_settings(db_url, broker_url, mqtt_heartbeat_s=0.5, mqtt_peer_timeout_s=5)
+    b = a.model_copy(update={"mqtt_client_id": f"{a.mqtt_client_id}-b"})
+    services = [HomewardService(a), HomewardService(b)]
+    stops = [asyncio.Event(), asyncio.Event()]
+    readies = [asyncio.Event(), asyncio.Event()]
+    tasks = [
+        asyncio.create_task(svc.run(stop, ready=ready))
+        for svc, stop, ready in zip(services, stops, readies, strict=True)
+    ]
+    try:
+        for ready in readies:
+            await asyncio.wait_for(ready.wait(), 60)
+        await async_wait_until(
+            lambda: all(s.source.stats.subscribed for s in services), what="both subscribed"
+        )
+        await async_wait_until(
+            lambda: all(
+                member_state(db_url, c) == ("active", None)
+                for c in (a.mqtt_client_id, b.mqtt_client_id)
+            ),
+            what="both members",
+        )
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks)
+        states = sorted(member_state(db_url, c)[0] for c in (a.mqtt_client_id, b.mqtt_client_id))  # type: ignore[index]
+        assert states == ["left", "stopped"]
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        purge_session(a)
+        purge_session(b)
