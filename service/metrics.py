@@ -120,6 +120,27 @@ class Metrics(Collector):
             "1 while messages wait and no batch commits (the watchdog)",
             value=1.0 if progress.get("stalled") else 0.0,
         )
+        share = status.get("share_group") or {}  # ingest/membership.py
+        yield CounterMetricFamily(
+            "homeward_share_reclaims",
+            "sessions of stopped or crashed workers this worker drained and took out of the group",
+            value=share.get("reclaims", 0),
+        )
+        yield CounterMetricFamily(
+            "homeward_share_reclaimed_messages",
+            "messages those sessions held",
+            value=share.get("reclaimed_messages", 0),
+        )
+        yield GaugeMetricFamily(
+            "homeward_share_last_reclaim_delay_seconds",
+            "how long after measurement the oldest reading of the last reclaim arrived",
+            value=(share.get("last_reclaim") or {}).get("max_delay_s", 0.0),
+        )
+        yield GaugeMetricFamily(
+            "homeward_share_stranded_workers",
+            "workers whose session may hold readings nobody drains, beyond the bound",
+            value=len(share.get("stranded", ())),
+        )
         yield GaugeMetricFamily(
             "homeward_problems",
             "parts /health names as failing",

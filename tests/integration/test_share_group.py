@@ -234,6 +234,9 @@ async def test_a_share_stranded_beyond_the_bound_is_a_technical_alert_and_a_503(
                 assert response.status == 503
                 body = await response.json()
             assert [s["client_id"] for s in body["share_group"]["stranded"]] == [ghost]
+            metrics = f"http://127.0.0.1:{service.http_port}/metrics"
+            async with http.get(metrics) as response:
+                assert "homeward_share_stranded_workers 1.0" in (await response.text())
             with psycopg.connect(db_url) as conn:
                 conn.execute(
                     "UPDATE ingest_members SET state = 'left' WHERE client_id = %s", (ghost,)
@@ -246,6 +249,8 @@ async def test_a_share_stranded_beyond_the_bound_is_a_technical_alert_and_a_503(
             await async_wait_until(lambda: not service.membership.stats.stranded, what="cleared")  # type: ignore[union-attr]
             async with http.get(url) as response:
                 assert response.status == 200
+            async with http.get(metrics) as response:
+                assert "homeward_share_stranded_workers 0.0" in (await response.text())
     finally:
         purge_session(settings)
 
