@@ -5,14 +5,13 @@ Errors a person can act on are printed to standard error with a non-zero exit st
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import signal
 import sys
 from typing import Any
 
 import click
+from pydantic import ValidationError as PydanticValidationError
 
 from commands.access_cmd import audit, token
 from commands.alerts_cmd import alerts
@@ -22,11 +21,12 @@ from commands.demo_cmd import demo
 from commands.news2_cmd import news2
 from commands.output import emit, emit_one
 from commands.rules_cmd import rules
+from commands.run_cmd import run
 from commands.simulate_cmd import simulate
 from commands.teams_cmd import teams
-from homeward.config import Settings
+from homeward.config import Settings, invalid_settings
 from homeward.db.connect import connect
-from homeward.errors import HomewardError
+from homeward.errors import ConfigurationError, HomewardError
 
 
 class HomewardGroup(click.Group):
@@ -37,7 +37,7 @@ class HomewardGroup(click.Group):
             return super().invoke(ctx)
         except HomewardError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+            ctx.exit(exc.exit_code)
 
 
 @click.group(cls=HomewardGroup)
@@ -45,7 +45,10 @@ class HomewardGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Homeward: remote monitoring for integrated community care."""
-    settings = Settings()
+    try:
+        settings = Settings()
+    except PydanticValidationError as exc:
+        raise ConfigurationError(invalid_settings(exc)) from exc
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -278,39 +281,8 @@ def quarantine_list(
     emit(rows, as_json=as_json, title="quarantined messages")
 
 
-# ---- service ------------------------------------------------------------------------------
-
-
-def run_until_signal(main: Any) -> None:
-    """Run an ``async def main(stop: asyncio.Event)`` until SIGINT/SIGTERM."""
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    asyncio.run(runner())
-
-
-@cli.command("run")
-@click.pass_context
-def run(ctx: click.Context) -> None:
-    """Run the service (ingest + HTTP) against the configured database and broker."""
-    from service.wiring import HomewardService
-
-    settings = settings_from(ctx)
-    if settings.database_url is None or settings.mqtt_url is None:
-        raise click.UsageError(
-            "homeward run needs HOMEWARD_DATABASE_URL and HOMEWARD_MQTT_URL; "
-            "for embedded services use `homeward demo`"
-        )
-    service = HomewardService(settings, own_process=True)
-    run_until_signal(service.run)
-
-
 # Commands that live in their own modules.
+cli.add_command(run)
 cli.add_command(bench)
 cli.add_command(demo)
 cli.add_command(simulate)

@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from homeward.errors import ConfigurationError
@@ -155,6 +156,27 @@ class Settings(BaseSettings):
     embedded_pg_port: int = Field(default=55432, ge=1024, le=65535)
     embedded_mqtt_port: int = Field(default=51883, ge=1024, le=65535)
 
+    # Start and stop (docs/operations.md)
+    startup_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="how long start-up waits for the database before it gives up (exit 3)",
+    )
+    stop_grace_s: float = Field(
+        default=20.0,
+        ge=2,
+        le=600,
+        description="SIGTERM to exit at most; what is not stored by then stays in the broker",
+    )
+    teams_file: Path | None = Field(
+        default=None,
+        description="an organisation file `homeward run` validates and loads at start-up",
+    )
+    # Set by systemd for Type=notify services (not a HOMEWARD_ variable): READY=1 is sent
+    # once the service serves, STOPPING=1 when it begins to stop.
+    notify_socket: str | None = Field(default=None, validation_alias="NOTIFY_SOCKET")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
@@ -207,3 +229,22 @@ class Settings(BaseSettings):
         if not self.mqtt_share_group:
             return self.readings_topic()
         return f"$share/{self.mqtt_share_group}/{self.readings_topic()}"
+
+
+def setting_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    return alias if isinstance(alias, str) else f"HOMEWARD_{field.upper()}"
+
+
+def invalid_settings(exc: PydanticValidationError) -> str:
+    """One line naming each refused setting and why (URLs, which may hold passwords, are
+    named without their value)."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = setting_name(field) if field else "settings"
+        shown = "" if field.endswith("_url") or not field else f"={error.get('input')!r}"
+        problems.append(f"{name}{shown}: {error['msg']}")
+    return "invalid setting " + "; ".join(problems)

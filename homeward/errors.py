@@ -6,6 +6,8 @@ from __future__ import annotations
 class HomewardError(Exception):
     """Root of every error Homeward raises on purpose."""
 
+    exit_code = 2  # the command line's exit status for it (docs/operations.md)
+
 
 class ConfigurationError(HomewardError):
     """Settings are missing or inconsistent."""

@@ -76,6 +76,12 @@ class SourceStats:
     first_message_at: float = 0.0  # time.time() of the first message since start
     last_message_at: float = 0.0
     last_error: str | None = None
+    taken_over: int = 0  # times the broker gave our session to another client
+
+
+# CONNACK reason codes that no retry will change: the settings are wrong (MQTT 5 §3.2.2.2).
+REFUSED_FOR_GOOD = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
+SESSION_TAKEN_OVER = 0x8E
 
 
 class MqttSource:
@@ -112,6 +118,10 @@ class MqttSource:
         self._sock: Any = None
         self._reader: Callable[[], None] | None = None
         self.paused = False
+        # Set once the first connection attempt has an outcome; ``refused`` says why the
+        # broker turned us away for good (bad credentials, not authorised...), if it did.
+        self.attempted = asyncio.Event()
+        self.refused: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -143,6 +153,7 @@ class MqttSource:
             except (OSError, ConnectionError, TimeoutError) as exc:
                 self.stats.last_error = f"connect failed: {exc}"
                 log.warning("MQTT connect to %s failed: %s", self._settings.mqtt.host, exc)
+            self.attempted.set()
             if self._stopping:
                 break
             delay = backoff_s(attempt)
@@ -205,6 +216,8 @@ class MqttSource:
         except TimeoutError:
             self._client.disconnect()
             raise
+        finally:
+            self.attempted.set()
 
     async def stop(self) -> None:
         """Disconnect cleanly; the broker keeps our session (and unacked messages)."""
@@ -283,6 +296,8 @@ class MqttSource:
         if self._connack is None or self._connack.done():
             return
         if reason.is_failure:
+            if reason.value in REFUSED_FOR_GOOD and self.refused is None:
+                self.refused = f"{reason} (reason code {reason.value:#x})"
             self._connack.set_exception(ConnectionError(f"broker refused: {reason}"))
             return
         self.generation += 1
@@ -327,7 +342,18 @@ class MqttSource:
     ) -> None:
         if self.stats.connected:
             self.stats.disconnects += 1
-            log.warning("MQTT disconnected: %s", reason)
+            if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+                self.stats.taken_over += 1
+                self.stats.last_error = "session taken over by another client with our id"
+                log.error(
+                    "MQTT session taken over: another client connected with client id %r"
+                    " (each process needs its own HOMEWARD_MQTT_CLIENT_ID)",
+                    self._settings.mqtt_client_id,
+                )
+            elif self._stopping:
+                log.info("MQTT disconnected: %s", reason)
+            else:
+                log.warning("MQTT disconnected: %s", reason)
         self.stats.connected = False
         self.stats.subscribed = False
         self._lost.set()

@@ -107,6 +107,12 @@ class IngestPipeline:
         """Whether ingest makes progress while messages wait (the watchdog)."""
         return self.progress.read(self.pending + self._in_flight)
 
+    @property
+    def unacknowledged(self) -> int:
+        """Messages received and not acknowledged: queued, in the batch being written, or
+        turned away while stopping. The broker keeps each of them for the next start."""
+        return self.pending + self._in_flight + self.stats.deferred
+
     # ---- inbound (event loop thread) ---------------------------------------------------
 
     def submit(self, inbound: Inbound) -> None:
@@ -214,7 +220,9 @@ class IngestPipeline:
                 await self._parse_ahead(writing)
                 await writing
             finally:
-                writing.cancel()  # only matters when this loop itself is cancelled
+                # Cancelled (a stop that could not wait): the batch's transaction rolls
+                # back and none of its messages is acknowledged.
+                writing.cancel()
 
     def _next_item(self) -> Item:
         return self._parsed.popleft() if self._parsed else self._parse(self._pending.popleft())
@@ -228,15 +236,18 @@ class IngestPipeline:
                 self._parsed.append(self._parse(self._pending.popleft()))
             await asyncio.sleep(0)
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish what is queued (store and acknowledge), then return."""
+    async def stop(self, timeout_s: float = 30.0) -> bool:
+        """Take no more messages; store and acknowledge what is queued within
+        ``timeout_s``. Returns whether everything was; if not, the caller cancels
+        :meth:`run` and the broker keeps what is left (nothing unstored is acknowledged)."""
         self._stopping = True
         self._has_items.set()
         self._full.set()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+            await asyncio.wait_for(self._idle.wait(), timeout=max(timeout_s, 0.01))
         except TimeoutError:
-            log.error("stopping with %d messages unstored (the broker keeps them)", self.pending)
+            return False
+        return True
 
     async def _store_and_ack(self, batch: list[Item]) -> None:
         self._in_flight = len(batch)

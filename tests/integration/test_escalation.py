@@ -145,7 +145,7 @@ def test_a_step_due_while_the_process_is_dead_fires_exactly_once_after_restart(
     patient = seed(db_url)
     now = datetime.now(UTC)
     alert = raise_alert(db_url, patient, now)
-    with psycopg.connect(db_url) as conn:  # level 2 due 3 s from now
+    with psycopg.connect(db_url) as conn:  # level 2 not due until the process is dead
         conn.execute("UPDATE alerts SET policy = '{}'::jsonb WHERE alert_id = %s", (alert,))
         conn.execute(
             "INSERT INTO escalation_steps VALUES (%s, 1, 1, %s, %s, NULL),"
@@ -155,7 +155,7 @@ def test_a_step_due_while_the_process_is_dead_fires_exactly_once_after_restart(
                 now,
                 '["role:community_matron"]',
                 alert,
-                now + timedelta(seconds=3),
+                now + timedelta(hours=1),
                 '["role:gp"]',
             ),
         )
@@ -185,10 +185,16 @@ def test_a_step_due_while_the_process_is_dead_fires_exactly_once_after_restart(
         proc.send_signal(signal.SIGKILL)  # killed before level 2 is due
         proc.wait(10)
         assert len(fired(db_url, alert)) == 1
-        wait_until(lambda: datetime.now(UTC) > now + timedelta(seconds=4), what="the gap")
+        with psycopg.connect(db_url) as conn:  # level 2 fell due while it was dead
+            conn.execute(
+                "UPDATE escalation_steps SET due_at = now() - interval '1 second'"
+                " WHERE alert_id = %s AND step_no = 2",
+                (alert,),
+            )
         proc = start()
         wait_until(lambda: len(fired(db_url, alert)) == 2, what="level 2 after restart")
-        wait_until(lambda: datetime.now(UTC) > now + timedelta(seconds=6), what="more ticks")
+        more = datetime.now(UTC) + timedelta(seconds=2)
+        wait_until(lambda: datetime.now(UTC) > more, what="more ticks")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -20,6 +20,7 @@ import pytest
 from devices.registry import add_device, add_patient
 from homeward.config import Settings
 from homeward.db.migrate import upgrade
+from service.wiring import HomewardService
 from support import (
     Publisher,
     async_wait_until,
@@ -157,34 +158,44 @@ async def test_database_outage_loses_nothing_and_memory_stays_bounded(
     assert count_rows(db_url, "SELECT count(DISTINCT (msg_id, metric)) FROM readings") == 2 * total
 
 
-async def test_starting_while_the_database_is_down_loses_nothing(
+async def test_starting_while_the_database_is_down_waits_for_it_and_loses_nothing(
     own_postgres: EmbeddedPostgres, own_broker: EmbeddedMosquitto
 ) -> None:
-    """The rule engine cannot be warmed: the service says so, starts anyway, holds the
-    reading unacknowledged, and stores it — rules applied — once the database is back."""
+    """Start-up waits for the database (HOMEWARD_STARTUP_TIMEOUT_S) before it serves or
+    subscribes; the broker keeps the reading meanwhile, and it is stored — rules
+    applied — once the database answers."""
     db_url = own_postgres.url
     upgrade(db_url)
     seed(db_url)
+    settings = make_settings(db_url, own_broker.url, startup_timeout_s=60)
+    async with running_service(settings):
+        pass  # the first run leaves the persistent session that keeps messages for us
     own_postgres.stop("fast")
-    settings = make_settings(db_url, own_broker.url)
     publisher = Publisher(own_broker.url)
     loop = asyncio.get_running_loop()
+    service = HomewardService(settings)
+    stop, ready = asyncio.Event(), asyncio.Event()
     try:
-        async with running_service(settings) as service:
-            assert service.status()["rules"]["warmed_patients"] == 0
-            publisher.publish(
-                settings.readings_topic(DEVICES[0]),
-                reading_payload("down-1", [("systolic_bp", 190, "mm[Hg]")]),
-            )
-            await async_wait_until(lambda: service.source.stats.received >= 1, what="received")
-            assert service.source.stats.acked == 0  # nothing acknowledged without a commit
-            await loop.run_in_executor(None, own_postgres.start)
-            await async_wait_until(
-                lambda: service.pipeline.stats.stored == 1, what="stored after recovery"
-            )
-            # loaded on its first reading instead, inside the batch
-            assert service.status()["rules"]["patients_in_memory"] == 1
-            assert service.store.stage_errors == 0
+        publisher.publish(
+            settings.readings_topic(DEVICES[0]),
+            reading_payload("down-1", [("systolic_bp", 190, "mm[Hg]")]),
+        )
+        task = asyncio.create_task(service.run(stop, ready=ready))
+        await asyncio.sleep(1.5)  # start-up is waiting: nothing served or subscribed
+        assert not ready.is_set()
+        assert not task.done()
+        assert service.source.stats.connects == 0
+        assert service.source.stats.received == 0
+        await loop.run_in_executor(None, own_postgres.start)
+        await asyncio.wait_for(ready.wait(), 30)
+        await async_wait_until(
+            lambda: service.pipeline.stats.stored == 1, what="stored after recovery"
+        )
+        assert service.status()["rules"]["warmed_patients"] == 1
+        assert service.store.stage_errors == 0
+        stop.set()
+        await task
     finally:
+        stop.set()
         publisher.close()
     assert count_rows(db_url, "SELECT count(*) FROM readings WHERE msg_id = 'down-1'") == 1

@@ -108,6 +108,11 @@ async def test_the_database_lost_under_an_action_is_a_503_and_the_next_one_works
     assert count_rows(db_url, "SELECT count(*) FROM alerts WHERE state = 'acknowledged'") == 1
 
 
+def alter(db_url: str, statement: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
 async def health(http: aiohttp.ClientSession, port: int | None) -> tuple[int, dict[str, Any]]:
     async with http.get(f"http://127.0.0.1:{port}/health") as r:
         return r.status, await r.json()
@@ -139,8 +144,11 @@ async def test_a_failing_timer_is_named_by_health_and_everything_else_carries_on
             body = await wait_for_health(
                 http, port, lambda s, b: s == 200 and b["timers"]["escalation"]["runs"] > 0
             )
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("ALTER TABLE escalation_steps RENAME TO escalation_steps_away")
+            # Off the event loop: the service runs in this one, and its escalation run may
+            # hold the table the statement waits for.
+            await asyncio.to_thread(
+                alter, db_url, "ALTER TABLE escalation_steps RENAME TO escalation_steps_away"
+            )
             body = await wait_for_health(http, port, lambda s, b: s == 503)
             assert len(body["problems"]) == 1, body["problems"]
             assert body["problems"][0].startswith("timer escalation: its last")
@@ -155,8 +163,9 @@ async def test_a_failing_timer_is_named_by_health_and_everything_else_carries_on
                 reading_payload("while-failing", [("systolic_bp", 128, "mm[Hg]")]),
             )
             await async_wait_until(lambda: count_rows(db_url) == 1, what="reading stored")
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("ALTER TABLE escalation_steps_away RENAME TO escalation_steps")
+            await asyncio.to_thread(
+                alter, db_url, "ALTER TABLE escalation_steps_away RENAME TO escalation_steps"
+            )
             body = await wait_for_health(http, port, lambda s, b: s == 200)
             assert body["problems"] == []
             assert body["timers"]["escalation"]["failures"] == 0
@@ -177,8 +186,11 @@ async def test_a_hung_timer_is_named_by_health_until_it_runs_again(
                 http, port, lambda s, b: s == 200 and b["timers"]["escalation"]["runs"] > 0
             )
             with psycopg.connect(db_url) as locker:
-                # Every escalation run now waits for this lock: the timer hangs.
-                locker.execute("LOCK TABLE escalation_steps IN ACCESS EXCLUSIVE MODE")
+                # Every escalation run now waits for this lock: the timer hangs. (Taken off
+                # the event loop, which the service shares: a run may hold the table now.)
+                await asyncio.to_thread(
+                    locker.execute, "LOCK TABLE escalation_steps IN ACCESS EXCLUSIVE MODE"
+                )
                 body = await wait_for_health(http, port, lambda s, b: s == 503)
                 assert body["problems"][0].startswith(
                     "timer escalation: a run has been in progress for"
