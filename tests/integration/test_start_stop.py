@@ -32,7 +32,7 @@ from alerts.teams import load_org_file
 from devices.registry import add_device, add_patient
 from homeward.config import Settings
 from homeward.db.connect import with_database
-from homeward.db.migrate import upgrade
+from homeward.db.migrate import release_migrations, upgrade
 from support import Publisher, count_rows, make_settings, reading_payload, wait_until
 from tools.embedded.mosquitto import EmbeddedMosquitto, free_port
 from tools.embedded.postgres import EmbeddedPostgres
@@ -43,6 +43,7 @@ EXAMPLE = (Path(__file__).parents[2] / "deploy" / "teams.example.yaml").read_tex
 NHS = "9434765919"
 DEVICES = [f"bp-{i}" for i in range(5)]
 GRACE_S = 5.0
+MIGRATIONS = release_migrations()
 
 
 def seed(db_url: str) -> None:
@@ -190,7 +191,7 @@ def unmigrated_db(pg_url: str) -> Iterator[str]:
         ("missing teams file", 2, "error: HOMEWARD_TEAMS_FILE {tmp}/absent.yaml cannot be read"),
         ("invalid teams file", 2, "error: HOMEWARD_TEAMS_FILE {tmp}/bad.yaml is not valid"),
         ("address not ours", 3, "error: HOMEWARD_HTTP_HOST 192.0.2.1 is not an address of"),
-        ("not migrated", 3, "error: the database lacks 9 of this release's migrations"),
+        ("not migrated", 3, f"error: the database lacks {len(MIGRATIONS)} of this release's"),
         ("database away", 3, "error: the database did not answer within HOMEWARD_STARTUP_"),
         ("unknown database", 3, "error: the database refused the connection: "),
     ],
