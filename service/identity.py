@@ -92,9 +92,9 @@ class IdentityLock:
             await asyncio.sleep(_CHECK_EVERY_S)
             if self._conn is not None and not self._conn.closed:
                 try:
-                    await self._conn.execute("SELECT 1")
+                    await asyncio.wait_for(self._conn.execute("SELECT 1"), _CHECK_EVERY_S)
                     continue
-                except psycopg.OperationalError:
+                except (psycopg.OperationalError, TimeoutError):
                     pass
             if self.held:
                 log.error("identity lock lost with its database connection; taking it again")

@@ -71,7 +71,11 @@ def exactly_once(db_url: str) -> tuple[int, int]:
 
 
 def service_env(settings: Settings, **extra: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEWARD_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HOMEWARD_") and k != "NOTIFY_SOCKET"  # not the runner's systemd
+    }
     env.update(
         HOMEWARD_DATABASE_URL=settings.dsn,
         HOMEWARD_MQTT_URL=settings.mqtt_url or "",
