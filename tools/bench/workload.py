@@ -89,6 +89,7 @@ def make_messages(settings: Settings, devices: list[str], count: int) -> list[tu
         doc = {
             "msg_id": f"b{i}",
             "measured_at": at.isoformat(),
+            "device_seq": i // len(devices),  # each device counts its messages, as devices do
             "readings": [
                 {"metric": "systolic_bp", "value": 110 + i % 50, "unit": "mm[Hg]"},
                 {"metric": "diastolic_bp", "value": 70 + i % 20, "unit": "mm[Hg]"},
