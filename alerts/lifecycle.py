@@ -50,6 +50,9 @@ class Outcome(StrEnum):
     REFERRED_TO_GP = "referred_to_gp"
     RAPID_RESPONSE = "rapid_response"
     ADMITTED = "admitted"
+    # The team's action (a visit, rapid response, a medication change) kept the patient at
+    # home: the team's judgement, reported as such (docs/outcomes.md).
+    ADMISSION_AVOIDED = "admission_avoided"
     FALSE_READING = "false_reading"
 
 

@@ -14,6 +14,7 @@ import click
 from pydantic import ValidationError as PydanticValidationError
 
 from commands.access_cmd import audit, token
+from commands.admissions_cmd import admissions
 from commands.alerts_cmd import alerts
 from commands.bench_cmd import bench
 from commands.common import database, settings_from
@@ -292,6 +293,7 @@ cli.add_command(alerts)
 cli.add_command(teams)
 cli.add_command(token)
 cli.add_command(audit)
+cli.add_command(admissions)
 
 
 if __name__ == "__main__":
