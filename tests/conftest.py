@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from homeward.db.connect import with_database
@@ -28,8 +28,17 @@ from tools.embedded.postgres import EmbeddedPostgres
 # Property tests are reproducible: the default profile draws the same examples on every
 # run (derandomised) and keeps no example database, so a result never depends on the run.
 # `make test-explore` (HYPOTHESIS_PROFILE=explore) draws fresh examples, outside CI's verdict.
-settings.register_profile("reproducible", derandomize=True, database=None, print_blob=True)
-settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+# Nothing in a verdict depends on the machine's speed either: no deadline, and no health
+# check that times the test (a loaded CI machine is slow, not wrong).
+for _name, _random in (("reproducible", False), ("explore", True)):
+    settings.register_profile(
+        _name,
+        derandomize=not _random,
+        database=None,
+        print_blob=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 CONFIGURED_DB = os.environ.get("HOMEWARD_DATABASE_URL")
