@@ -14,7 +14,9 @@ A bearer token speaks for one staff member or one patient (api/tokens.py). The r
   API until information governance agrees what it should see;
 * acting on an alert (acknowledge, resolve, snooze, note) takes clinical staff of the
   alert's team, of its out-of-hours cover, or of the patient's team; a patient never
-  acts on one.
+  acts on one;
+* a late reading's review is listed with the team's queue (the same decision) and
+  closed by clinical staff of the patient's team.
 
 Every decision, granted or refused, is written to ``audit_log`` by the caller.
 """
@@ -121,6 +123,18 @@ def may_act_on_alert(who: Principal, alert_teams: frozenset[str], patient: Patie
     if who.team_id is not None and who.team_id == patient.team_id:
         return Decision(True, "patient of the team")
     return Decision(False, "neither the alert nor the patient is the team's")
+
+
+def may_close_late_review(who: Principal, patient: PatientRef) -> Decision:
+    """Close a late reading's review: clinical staff of the patient's own team (a late
+    reading is history, not an alert, so no out-of-hours cover holds it)."""
+    if who.kind is Kind.PATIENT:
+        return Decision(False, "patients do not close reviews")
+    if not who.clinical:
+        return Decision(False, f"role {who.role} has no clinical access")
+    if who.team_id is not None and who.team_id == patient.team_id:
+        return Decision(True, "patient of the team")
+    return Decision(False, "not a patient of the team")
 
 
 def new_token() -> str:

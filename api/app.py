@@ -20,7 +20,7 @@ from aiohttp import web
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api import actions, device_ingest, views
+from api import actions, device_ingest, late, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from api.fhir import handlers as fhir
 from api.openapi import Operation, document
@@ -257,6 +257,26 @@ def _operations() -> list[Operation]:
             "read_alerts",
             query=PatientAlertsQuery,
             statuses=(200, 400, 401, 404, 503),
+        ),
+    ]
+    ops += [
+        Operation(
+            "GET",
+            f"{API_PREFIX}late-reviews",
+            late.late_reviews,
+            "The team's late readings for review, oldest first",
+            "read_late_reviews",
+            query=late.LateReviewsQuery,
+            statuses=(200, 400, 401, 403, 503),
+        ),
+        Operation(
+            "POST",
+            f"{API_PREFIX}late-reviews/{{review_id:\\d{{1,18}}}}/close",
+            late.close_late_review,
+            "Close a late reading's review, with an optional note",
+            "close_late_review",
+            body=late.CloseBody,
+            statuses=(200, 400, 401, 404, 409, 413, 503),
         ),
     ]
     for name, (body, _) in actions.ACTIONS.items():

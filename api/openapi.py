@@ -21,6 +21,7 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "pattern": "^[0-9][0-9 -]{8,11}[0-9]$"},
     },
     "alert_id": {"schema": {"type": "integer", "minimum": 1}},
+    "review_id": {"schema": {"type": "integer", "minimum": 1}},
 }
 _RESPONSES = {
     200: "OK",

@@ -14,6 +14,7 @@ from api.tokens import (
     list_tokens,
     revoke_token,
 )
+from commands.audit_trail import record_read
 from commands.common import database
 from commands.output import emit, emit_one
 from homeward.db.connect import connect
@@ -58,7 +59,10 @@ def token_issue(
 def token_list(ctx: click.Context, as_json: bool) -> None:
     """Every token issued: whose, until when, revoked or not (never the token itself)."""
     with database(ctx) as dsn, connect(dsn) as conn:
-        emit(list_tokens(conn), as_json=as_json, title="API tokens")
+        rows = list_tokens(conn)
+        patients = [r["subject"].removeprefix("patient:") for r in rows]
+        record_read(conn, ctx, "list_tokens", nhs_numbers=[n for n in patients if n.isdigit()])
+    emit(rows, as_json=as_json, title="API tokens")
 
 
 @token.command("revoke")
@@ -88,6 +92,14 @@ def audit_list(
     """Newest first; refused attempts included."""
     with database(ctx) as dsn, connect(dsn) as conn:
         rows = list_audit(conn, nhs_number=nhs_number, actor=actor, limit=limit)
+        # who looked at whom is itself about patients: reading it is on the record
+        record_read(
+            conn,
+            ctx,
+            "list_audit",
+            nhs_numbers=[r["nhs_number"] for r in rows if r["nhs_number"]],
+            detail={"patient": nhs_number, "actor": actor},
+        )
     emit(rows, as_json=as_json, title="audit log")
 
 

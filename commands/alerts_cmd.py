@@ -19,6 +19,7 @@ from alerts.lifecycle import (
 )
 from alerts.lifecycle_store import apply_command
 from alerts.queue import alert_history, list_alerts
+from commands.audit_trail import record_read
 from commands.common import database
 from commands.output import emit, emit_one
 from homeward.db.connect import connect, connect_async
@@ -41,6 +42,13 @@ def alerts_list(
     """Alerts, red first, oldest first."""
     with database(ctx) as dsn, connect(dsn) as conn:
         rows = list_alerts(conn, team=team, state=state, limit=limit)
+        record_read(
+            conn,
+            ctx,
+            "list_alerts",
+            nhs_numbers=[r["nhs_number"] for r in rows],
+            detail={"team": team, "state": state, "alerts": [r["alert_id"] for r in rows]},
+        )
     emit(rows, as_json=as_json, title="alerts")
 
 
@@ -51,7 +59,17 @@ def alerts_list(
 def alerts_history(ctx: click.Context, alert_id: int, as_json: bool) -> None:
     """Every event of one alert, in order."""
     with database(ctx) as dsn, connect(dsn) as conn:
-        emit(alert_history(conn, alert_id), as_json=as_json, title=f"alert {alert_id}")
+        rows = alert_history(conn, alert_id)
+        owner = conn.execute("SELECT patient_id FROM alerts WHERE alert_id = %s", (alert_id,))
+        found = owner.fetchone()
+        record_read(
+            conn,
+            ctx,
+            "alert_history",
+            patient_ids=[int(str(found[0]))] if found else [],
+            detail={"alert_id": alert_id},
+        )
+    emit(rows, as_json=as_json, title=f"alert {alert_id}")
 
 
 def _apply(ctx: click.Context, alert_id: int, command: Command, as_json: bool) -> None:

@@ -16,9 +16,11 @@ from pydantic import ValidationError as PydanticValidationError
 from commands.access_cmd import audit, token
 from commands.admissions_cmd import admissions
 from commands.alerts_cmd import alerts
+from commands.audit_trail import ACTOR_KEY, record_read
 from commands.bench_cmd import bench
 from commands.common import database, settings_from
 from commands.demo_cmd import demo
+from commands.late_cmd import late_reviews
 from commands.news2_cmd import news2
 from commands.output import emit, emit_one
 from commands.rules_cmd import rules
@@ -43,9 +45,16 @@ class HomewardGroup(click.Group):
 
 @click.group(cls=HomewardGroup)
 @click.version_option(package_name="homeward")
+@click.option(
+    "--actor",
+    envvar="HOMEWARD_ACTOR",
+    default=None,
+    help="Who runs the command, for the audit log of patient data read (default: the OS user).",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, actor: str | None) -> None:
     """Homeward: remote monitoring for integrated community care."""
+    ctx.meta[ACTOR_KEY] = actor.strip() if actor and actor.strip() else None
     try:
         settings = Settings()
     except PydanticValidationError as exc:
@@ -150,6 +159,7 @@ def patient_list(ctx: click.Context, as_json: bool) -> None:
 
     with database(ctx) as dsn, connect(dsn) as conn:
         rows = [dataclasses.asdict(p) for p in list_patients(conn)]
+        record_read(conn, ctx, "list_patients", patient_ids=[r["patient_id"] for r in rows])
     for row in rows:
         row.pop("created")
     emit(rows, as_json=as_json, title="patients")
@@ -194,7 +204,9 @@ def device_list(ctx: click.Context, as_json: bool) -> None:
     from devices.registry import list_devices
 
     with database(ctx) as dsn, connect(dsn) as conn:
-        emit(list_devices(conn), as_json=as_json, title="devices")
+        rows = list_devices(conn)
+        record_read(conn, ctx, "list_devices", nhs_numbers=[r["nhs_number"] for r in rows])
+    emit(rows, as_json=as_json, title="devices")
 
 
 @device.command("broker-files")
@@ -268,6 +280,18 @@ def quarantine_list(
 
     with database(ctx) as dsn, connect(dsn) as conn:
         rows = list_quarantine(conn, limit=limit, reason=reason, device_id=device_id)
+        devices = sorted({r["device_id"] for r in rows if r["device_id"]})
+        bound = conn.execute(  # whose device sent each (the payloads hold their readings)
+            "SELECT DISTINCT patient_id FROM device_bindings WHERE device_id = ANY(%s)",
+            (devices,),
+        ).fetchall()
+        record_read(
+            conn,
+            ctx,
+            "list_quarantine",
+            patient_ids=[int(str(b[0])) for b in bound],
+            detail={"quarantine": [r["quarantine_id"] for r in rows], "devices": devices},
+        )
     if not as_json:
         keep = (
             "quarantine_id",
@@ -294,6 +318,7 @@ cli.add_command(teams)
 cli.add_command(token)
 cli.add_command(audit)
 cli.add_command(admissions)
+cli.add_command(late_reviews)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ import click
 
 from alerts.careplans import coerce_override_value
 from alerts.rules_config import last_decisions, rules_history, set_rules, show_rules
+from commands.audit_trail import record_read
 from commands.common import database
 from commands.output import emit
 from homeward.db.connect import connect
 from homeward.errors import ValidationError
+from homeward.nhs import normalise_nhs_number
 
 _HIDDEN = {"id", "kind", "source", "enabled"}
 
@@ -30,6 +32,7 @@ def rules_show(ctx: click.Context, nhs_number: str, as_json: bool) -> None:
     with database(ctx) as dsn, connect(dsn) as conn:
         patient, effective, version = show_rules(conn, nhs_number)
         decided = last_decisions(rules_history(conn, nhs_number))
+        record_read(conn, ctx, "show_rules", patient_ids=[patient.patient_id])
     rows: list[dict[str, Any]] = []
     for rule_id, item in effective.items():
         settings = {k: v for k, v in item.rule.model_dump().items() if k not in _HIDDEN}
@@ -94,4 +97,6 @@ def rules_set(
 def rules_history_cmd(ctx: click.Context, nhs_number: str, as_json: bool) -> None:
     """Every change to the patient's rules: who, when, why, before and after."""
     with database(ctx) as dsn, connect(dsn) as conn:
-        emit(rules_history(conn, nhs_number), as_json=as_json, title="rule changes")
+        rows = rules_history(conn, nhs_number)
+        record_read(conn, ctx, "rules_history", nhs_numbers=[normalise_nhs_number(nhs_number)])
+    emit(rows, as_json=as_json, title="rule changes")

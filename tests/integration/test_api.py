@@ -387,6 +387,8 @@ async def test_the_openapi_document_is_valid_and_matches_the_routes(api: Api) ->
         "/api/v1/alerts/{alert_id}/resolve",
         "/api/v1/alerts/{alert_id}/snooze",
         "/api/v1/alerts/{alert_id}/notes",
+        "/api/v1/late-reviews",
+        "/api/v1/late-reviews/{review_id}/close",
     }
     readings = spec["paths"]["/api/v1/patients/{nhs_number}/readings"]["get"]
     assert {p["name"] for p in readings["parameters"]} == {

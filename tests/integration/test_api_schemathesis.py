@@ -6,10 +6,11 @@ methods — against the live API as a nurse and as a patient (issue 12, item 12)
 The run is short and deterministic: derandomised generation (no seed, no example
 database), a bounded number of examples per operation, one worker. The NHS number and
 the alert id in the paths are the seeded patient's and alert's (a valid check digit, an
-alert that exists, is what JSON Schema cannot say); everything else is generated from
-the document. Two rules span several inputs and so cannot be written in JSON Schema:
-a readings window (``from`` before ``to``, at most the resolution's longest span) and a
-snooze's limit by the alert's priority (red: one hour). For those two operations a 400
+alert that exists, is what JSON Schema cannot say; a late review is seeded for its
+close); everything else is generated from the document. Two rules span several inputs
+and so cannot be written in JSON Schema: a readings window (``from`` before ``to``, at
+most the resolution's longest span) and a snooze's limit by the alert's priority (red:
+one hour). For those two operations a 400
 is accepted for schema-valid data; the rules themselves are tested one by one
 (test_api.py::test_bad_parameters_are_a_clear_400, ::test_a_bad_action_is_a_clear_400…)."""
 
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from api_support import DEAL_NHS, Api, alert_id, api, clock, seeded
 
@@ -44,10 +46,18 @@ async def test_schemathesis_finds_nothing_with_every_check_on(
 ) -> None:
     config = tmp_path / "schemathesis.toml"
     amber = alert_id(db_url, seeded["deal"], "amber")
+    with psycopg.connect(db_url) as conn:  # a late reading waiting for review
+        (review,) = conn.execute(
+            "INSERT INTO late_reviews (patient_id, rule_id, measured_at, received_at, value,"
+            " message) VALUES (%s, 'trend:body_weight:gain', now() - interval '8 days', now(),"
+            " 83.5, 'late: weight gain') RETURNING review_id",
+            (seeded["deal"],),
+        ).fetchone() or (None,)
     config.write_text(
         "[parameters]\n"
         f'"path.nhs_number" = "{DEAL_NHS}"\n'
         f'"path.alert_id" = {amber}\n'
+        f'"path.review_id" = {review}\n'
         + "".join(
             f'\n[[operations]]\ninclude-path = "{path}"\n'
             "[operations.checks.positive_data_acceptance]\n"

@@ -138,3 +138,17 @@ def test_bearer_header(header: str | None, token: str | None) -> None:
 def test_any_header_text_is_parsed_without_error(header: str) -> None:
     token = bearer_token(header)
     assert token is None or (0 < len(token) <= 200 and header.lower().startswith("bearer"))
+
+
+def test_closing_a_late_review() -> None:
+    from api.access import Kind, PatientRef, Principal, may_close_late_review
+
+    patient = PatientRef(7, "deal", frozenset({"deal", "skc-rapid-response"}))
+    nurse = Principal(Kind.STAFF, "deal.mn1", "N", "deal", frozenset({"monitoring_nurse"}))
+    cover = Principal(Kind.STAFF, "rr1", "R", "skc-rapid-response", frozenset({"rapid_response"}))
+    social = Principal(Kind.STAFF, "deal.sw1", "S", "deal", frozenset({"social_worker"}))
+    own = Principal(Kind.PATIENT, "9434765919", "P", "deal", patient_id=7)
+    assert may_close_late_review(nurse, patient).allowed
+    assert not may_close_late_review(cover, patient).allowed  # history, not an alert
+    assert not may_close_late_review(social, patient).allowed
+    assert not may_close_late_review(own, patient).allowed
