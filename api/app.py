@@ -93,14 +93,19 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def _secure_headers(_: web.Request, response: web.StreamResponse) -> None:
-    secure(response.headers)
+    secure(response.headers, page=response.content_type == "text/html")
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Our errors → JSON problems; nothing else of an exception reaches the client."""
+    """Our errors → JSON problems; nothing else of an exception reaches the client.
+    (A redirect raised as aiohttp's ``HTTPException`` — a page's — passes through.)"""
     try:
         return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return client_problem(exc)
     except CLIENT_ERRORS as exc:
         return client_problem(exc)
     except (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable) as exc:

@@ -343,3 +343,36 @@ async def test_unauthenticated_audit_rows_are_limited_per_client_and_the_rest_co
     for _ in range(ROWS_PER_WINDOW + 1):
         assert (await api.get("queue", "deal.mn1"))[0] == 200
     assert len(audit_rows(db_url)) == 2 * ROWS_PER_WINDOW + 2
+
+
+async def test_a_page_redirect_passes_through_with_the_headers(db_url: str) -> None:
+    """A page beside the API (the web app's) may redirect with aiohttp's HTTPFound: it
+    is not turned into a problem, and still carries the security headers."""
+    from aiohttp import ClientSession, web
+    from psycopg_pool import AsyncConnectionPool
+
+    from api.app import ApiRunner, create_app
+
+    async def login(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/login")
+
+    pool = AsyncConnectionPool(db_url, min_size=1, max_size=1, open=False)
+    await pool.open()
+    app = create_app(pool, lambda: {})
+    app.router.add_get("/app", login)
+    runner = ApiRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with (
+            ClientSession() as http,
+            http.get(f"http://{host}:{port}/app", allow_redirects=False) as r,
+        ):
+            assert (r.status, r.headers["Location"]) == (302, "/login")
+            assert r.headers["Cache-Control"] == "no-store"
+            assert r.headers["Server"] == "homeward"
+    finally:
+        await runner.cleanup()
+        await pool.close()

@@ -112,3 +112,18 @@ def test_the_anonymous_limit_counts_per_client_and_window() -> None:
     assert (over.client, over.audit) == (OVERFLOW, True)
     assert limit.decide("a", 180.0).audit  # a new window
     assert limit.decide("a", 181.0).window_start == 180.0
+
+
+def test_pages_get_a_same_origin_policy_and_everything_no_store() -> None:
+    from api.problems import PAGE_POLICY, secure
+
+    api: dict[str, str] = {"Server": "Python/3.11 aiohttp/3.14"}
+    secure(api)
+    assert api["Content-Security-Policy"].startswith("default-src 'none'")
+    assert (api["Cache-Control"], api["Server"]) == ("no-store", "homeward")
+    page: dict[str, str] = {}
+    secure(page, page=True)
+    assert page["Content-Security-Policy"] == PAGE_POLICY
+    own = {"Content-Security-Policy": "default-src 'self' https://cdn.example"}
+    secure(own, page=True)
+    assert own["Content-Security-Policy"] == "default-src 'self' https://cdn.example"
