@@ -21,7 +21,17 @@ from alerts.lifecycle import MAX_NOTE_CHARS, Acknowledge, AddNote, Command, Outc
 from alerts.lifecycle_store import apply_command
 from api.access import Decision, PatientRef, may_act_on_alert
 from api.strict import MAX_BODY_BYTES, parse_body
-from api.views import CONN, PRINCIPAL, Q, Refused, audit, json_response, printable, problems_of
+from api.views import (
+    CONN,
+    PRINCIPAL,
+    Q,
+    Refused,
+    audit,
+    json_response,
+    printable,
+    problems_of,
+    read_body,
+)
 from homeward.errors import Conflict, ValidationError
 
 
@@ -74,8 +84,8 @@ ACTIONS: dict[str, tuple[type[_Body], Callable[[Any, str, datetime], Command]]] 
 async def _read(request: web.Request, model: type[_Body]) -> tuple[Any, list[str]]:
     """The body as ``model`` and the fields it named. Strict (api/strict.py): one JSON
     object, no repeated key, no NUL; numbers only as JSON numbers, no field the action
-    does not take. Too large a body is aiohttp's 413 (``client_max_size``)."""
-    raw = await request.read()
+    does not take. Too large a body (over MAX_BODY_BYTES) is a 413."""
+    raw = await read_body(request)
     data = parse_body(raw)
     fields = sorted(data)
     return model.model_validate_json(raw if data else b"{}", strict=True), fields

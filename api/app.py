@@ -27,7 +27,7 @@ from api.openapi import Operation, document
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
 from api.problems import problem, secure
 from api.ratelimit import AnonymousAuditLimit
-from api.strict import MAX_BODY_BYTES, bad_text
+from api.strict import bad_text
 from api.views import CLIENT_ERRORS, POOL, client_problem, printable
 from homeward.errors import DatabaseUnavailable, ValidationError
 from ingest.http_source import HttpSource
@@ -316,7 +316,7 @@ def create_app(
     middlewares = [fhir_outcomes, errors, authenticated]
     if observe is not None:
         middlewares.insert(0, _timed(observe))
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=middlewares)  # aiohttp's 1 MiB; actions take 64 KiB
     app[POOL] = pool
     app[STATUS] = status
     app[CLOCK] = clock

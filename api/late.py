@@ -27,7 +27,16 @@ from alerts.late_reviews import (
 from api.access import Decision, PatientRef, may_close_late_review, may_read_queue
 from api.params import QueueLimit, _Params
 from api.strict import parse_body
-from api.views import CONN, PRINCIPAL, Refused, audit, json_response, printable, problems_of
+from api.views import (
+    CONN,
+    PRINCIPAL,
+    Refused,
+    audit,
+    json_response,
+    printable,
+    problems_of,
+    read_body,
+)
 from homeward.errors import Conflict, ValidationError
 
 
@@ -104,7 +113,7 @@ async def close_late_review(request: web.Request) -> web.Response:
         await record(False, 404)
         raise Refused("no such late review among those you may close", 404)
     try:
-        data = parse_body(await request.read())
+        data = parse_body(await read_body(request))
         body = CloseBody.model_validate_json(orjson.dumps(data), strict=True)
     except web.HTTPRequestEntityTooLarge as exc:
         await record(True, 413, refused="body too large")

@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from api.access import Decision, Kind, PatientRef, Principal, may_read_patient, may_read_queue
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery, Resolution
 from api.problems import from_http_exception, problem
+from api.strict import MAX_BODY_BYTES
 from homeward.db.queries import load_queries
 from homeward.errors import Conflict, HomewardError, InvalidNhsNumber, NotFound, ValidationError
 from homeward.metrics import CATALOGUE
@@ -89,6 +90,18 @@ def client_problem(exc: BaseException) -> web.Response:
     if isinstance(exc, Conflict):
         return problem(409, str(exc))
     return problem(400, str(exc))
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, at most ``limit`` bytes (the API's actions take small JSON
+    objects; the application's own limit, aiohttp's 1 MiB, is for FHIR Bundles)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
+    raw = await request.read()
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+    return raw
 
 
 def printable(text: str, limit: int = 200) -> str:

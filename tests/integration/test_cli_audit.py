@@ -23,9 +23,9 @@ def _quarantine(db_url: str, device: str) -> None:
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "INSERT INTO quarantine (first_received_at, last_received_at, topic, device_id,"
-            " reason, detail, payload, payload_sha256)"
-            " VALUES (now(), now(), %s, %s, 'schema', 'value: not a number', %s, %s)",
-            (f"t/{device}/readings", device, payload, sha256(payload).digest()),
+            " reason, detail, payload, payload_sha256, payload_bytes)"
+            " VALUES (now(), now(), %s, %s, 'schema', 'value: not a number', %s, %s, %s)",
+            (f"t/{device}/readings", device, payload, sha256(payload).digest(), len(payload)),
         )
 
 
