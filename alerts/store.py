@@ -101,6 +101,9 @@ async def _lock(cur: Cursor, ids: list[int]) -> tuple[dict[int, Freshness], set[
         current[int(pid)] = Freshness(int(seq), int(version), tuple(conditions))
         if waiting:
             backlog.add(int(pid))
+    if len(current) < len(ids):  # every patient has a row (a trigger on patients makes it)
+        missing = sorted(set(ids) - set(current))
+        raise LookupError(f"no rule state for patients {missing}: their readings are kept")
     return current, backlog
 
 
