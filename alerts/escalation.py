@@ -1,18 +1,23 @@
 """Escalation as pure decisions: working hours, the planned steps of a policy, which step is
-due now, and who a step notifies. Nothing here reads a clock or does I/O.
+due now, whether the hours at its due time call for another ladder, and who a step
+notifies. Nothing here reads a clock or does I/O; alerts/escalation_store.py runs these
+decisions on the stored alert and steps.
 
-How a restart stays exact: the steps are planned once, when the alert is raised, from the
-policy in force then (the alert keeps that snapshot). The store records each fired step
-under a unique key (alert id, step number). ``next_due_step`` recomputes everything from
-the stored steps, the fired step numbers and the alert (its acknowledgements and snoozes,
-kept as ``holds``), so after a crash an overdue step is returned at once, and once it is
-recorded it is never returned again.
+How a restart stays exact: the steps are planned when the alert is raised, from the policy
+in force then (the alert keeps that snapshot), and planned again — numbering on from the
+last step, the unfired ones withdrawn — when its priority rises or when the hours at a
+step's due time (in / out of hours) call for another ladder (``replan_for``). The store
+records each fired step under a unique key (alert id, step number). ``next_due_step``
+recomputes everything from the stored steps, the fired step numbers and the alert (its
+acknowledgements and snoozes, kept as ``holds``), so after a crash an overdue step is
+returned at once, and once it is recorded it is never returned again.
 
 Holds: while an alert is acknowledged or snoozed, escalation waits. Steps that were still
 pending when a hold began move later by the hold's length: escalation resumes where it
-paused (PagerDuty's acknowledgement timeout). A step already overdue when a hold began
-(the process was down) fires as soon as the hold ends. All arithmetic is in UTC, so a
-delay of 3600 s is an hour of real time on the days the clocks change.
+paused, when an acknowledgement expires as when a snooze ends or is ended early. A step
+already overdue when a hold began (the process was down) fires as soon as the hold ends.
+A hold that began before a step was planned does not move it. All arithmetic is in UTC,
+so a delay of 3600 s is an hour of real time on the days the clocks change.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from alerts.lifecycle import Alert, Hold, State
+from alerts.alert import Alert, Hold, State
 from alerts.teams import (
     DAYS,
     Calendar,
@@ -68,13 +73,7 @@ class EscalationStep:
     due_at: datetime  # UTC, as planned when the alert was raised (before any hold)
     targets: tuple[str, ...]  # role:…, rota:…, person:…, patient:care_coordinator
     cycle: int = 1
-
-    @property
-    def notify(self) -> tuple[str, ...]:  # the earlier name
-        return self.targets
-
-
-Step = EscalationStep
+    planned_at: datetime | None = None  # holds that began earlier do not move this step
 
 
 def plan_steps(
@@ -96,7 +95,9 @@ def plan_steps(
         for level_no, level in enumerate(ladder.levels, start=1):
             due += timedelta(seconds=level.after_s)
             steps.append(
-                EscalationStep(first_step_no + len(steps), level_no, due, level.notify, cycle)
+                EscalationStep(
+                    first_step_no + len(steps), level_no, due, level.notify, cycle, raised_at
+                )
             )
     return steps
 
@@ -123,11 +124,36 @@ class EscalationPlan:
 
 
 def plan_alert(
-    org: Organisation, team_id: str, priority: str, raised_at: datetime
+    org: Organisation, team_id: str, priority: str, raised_at: datetime, first_step_no: int = 1
 ) -> EscalationPlan:
+    """The plan from ``raised_at`` (raised, or planned again from then)."""
     team, ladder = policy_for(org, team_id, priority, raised_at)
     in_hours = is_in_hours(raised_at, org.calendar)
-    return EscalationPlan(team, in_hours, ladder, tuple(plan_steps(ladder, raised_at)))
+    steps = plan_steps(ladder, raised_at, first_step_no=first_step_no)
+    return EscalationPlan(team, in_hours, ladder, tuple(steps))
+
+
+def replan_for(
+    org: Organisation,
+    team_id: str,
+    priority: str,
+    planned: tuple[str, Policy, bool],
+    due_at: datetime,
+    first_step_no: int,
+) -> EscalationPlan | None:
+    """In or out of hours is decided at each step's due time. ``planned`` is the (team,
+    ladder, in hours) the steps were planned with. When the hours at ``due_at`` are not
+    the planned ones and they route the alert to another (team, ladder), the alert is
+    planned again from ``due_at`` under the ladder in force then: an alert raised at 18:25
+    in hours goes to the out-of-hours service with its first step due after 18:30, and
+    back to its team with the first step due after 08:00. ``None``: the planned steps
+    stand (a new organisation file alone does not change an alert's plan)."""
+    team, ladder, in_hours = planned
+    if is_in_hours(due_at, org.calendar) == in_hours:
+        return None
+    if policy_for(org, team_id, priority, due_at) == (team, ladder):
+        return None
+    return plan_alert(org, team_id, priority, due_at, first_step_no)
 
 
 def _merged(holds: Iterable[Hold]) -> list[tuple[datetime, datetime | None]]:
@@ -149,7 +175,10 @@ def effective_due_at(alert: Alert, step: EscalationStep) -> datetime | None:
     """When ``step`` is due once the alert's holds are allowed for; ``None`` while held
     with no end (acknowledged, no acknowledgement timeout)."""
     due = step.due_at.astimezone(UTC)
-    for start, end in _merged(alert.holds):
+    holds = alert.holds
+    if step.planned_at is not None:
+        holds = tuple(h for h in holds if h.start >= step.planned_at)
+    for start, end in _merged(holds):
         if start < due:
             if end is None:
                 return None
@@ -198,30 +227,47 @@ def next_check_at(
     return max(pending[0][0], now) if pending else None
 
 
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """Who a step reaches, and the targets that no longer exist in the organisation file
+    (a person or team a later ``teams load`` removed): the store sends those to the
+    team's single point of access instead and tells the team lead."""
+
+    people: tuple[StaffMember, ...]
+    missing: tuple[str, ...] = ()
+
+
 def resolve_targets(
     org: Organisation,
     team_id: str,
     notify: tuple[str, ...],
     when: datetime,
     care_coordinator: str | None = None,
-) -> list[StaffMember]:
+) -> Recipients:
     """The people a step notifies. ``role:`` everyone with the role in the team (or, when
     the team has none, its out-of-hours team); ``rota:`` those with the role on duty now
     (everyone with the role when nobody is rostered: fail open); ``person:`` that person;
-    ``patient:care_coordinator`` the patient's named care coordinator."""
-    team = org.teams[team_id]
+    ``patient:care_coordinator`` the patient's named care coordinator. A target naming a
+    person, or a handling team, that is not in ``org`` is returned as missing."""
+    team = org.teams.get(team_id)
+    if team is None:
+        return Recipients((), (f"team:{team_id}",))
     everyone = org.staff
     found: dict[str, StaffMember] = {}
+    missing: list[str] = []
     for target in notify:
         kind, _, value = target.partition(":")
         if kind == "person":
-            found[value] = everyone[value]
+            if value in everyone:
+                found[value] = everyone[value]
+            else:
+                missing.append(target)
             continue
         if target == "patient:care_coordinator":
             if care_coordinator in everyone:
                 found[care_coordinator] = everyone[care_coordinator]
             continue
-        ooh = [org.teams[team.out_of_hours]] if team.out_of_hours else []
+        ooh = [org.teams[team.out_of_hours]] if team.out_of_hours in org.teams else []
         for candidate in [team, *ooh]:
             holders = [s for s in candidate.staff if value in s.roles]
             if kind == "rota":
@@ -229,7 +275,7 @@ def resolve_targets(
             if holders:
                 found.update((s.id, s) for s in holders)
                 break
-    return list(found.values())
+    return Recipients(tuple(found.values()), tuple(missing))
 
 
 def working_hours(calendar: Calendar) -> str:

@@ -97,11 +97,13 @@ class Timers:
             async def escalate(conn: psycopg.AsyncConnection[Any], at: datetime) -> str | None:
                 ticked = await escalation_store.tick(conn, at)
                 sent, failed = await notify.deliver_due(conn, senders, at)
+                if ticked.failed:  # the others escalated; this run is shown as failed
+                    raise escalation_store.AlertsNotEscalated(ticked.failed)
                 if ticked.planned or ticked.expired or ticked.fired or sent or failed:
                     return (
                         f"planned {ticked.planned}, acknowledgements expired {ticked.expired},"
-                        f" steps fired {ticked.fired}, notifications sent {sent},"
-                        f" failed {failed}"
+                        f" steps fired {ticked.fired}, current level told again"
+                        f" {ticked.renotified}, notifications sent {sent}, failed {failed}"
                     )
                 return None
 

@@ -1,6 +1,9 @@
-"""The alert lifecycle (DESIGN §4) as a pure decision: ``handle(alert, command, now)``
-returns the new alert and the events that happened — or refuses, with a message a nurse
-can understand. No clock, no I/O: the store persists the alert and appends the events.
+"""The alert lifecycle as a pure decision: ``handle(alert, command, now)`` returns the new
+alert and the events that happened — or refuses, with a message a nurse can understand.
+No clock, no I/O. Every stored path runs this decision: the rule stage (alerts/store.py),
+a person's command (alerts/lifecycle_store.py) and escalation (alerts/escalation_store.py)
+load the alert, call ``handle`` and persist what it returns. The model is in
+alerts/alert.py, the commands in alerts/commands.py, the events in alerts/events.py.
 
 * One alert per (patient, rule): the de-duplication key. A repeat hit updates count,
   latest and worst value; a hit for a resolved alert is a new alert (pass ``None``).
@@ -8,12 +11,15 @@ can understand. No clock, no I/O: the store persists the alert and appends the e
 * Latching: when values return to normal the alert is marked ``condition_cleared`` and
   stays until a person resolves it — red as IEC 60601-1-8 requires, and amber and
   technical too: Homeward never closes a clinical alert on its own, and every closed
-  alert carries a person's outcome code.
+  alert carries a person's outcome code. A new breach clears the mark and notifies the
+  current level again: a breach is never hidden behind "condition cleared".
 * Acknowledging pauses escalation; with the policy's timeout the acknowledgement
   expires (``AckTimeout``), the alert is open again and the current level is notified
-  again (PagerDuty). Snooze is explicit, time-limited, needs a reason, and ends by itself.
+  again. Snooze is explicit, time-limited, needs a reason, and ends by itself
+  (``SnoozeOver``) or early (``Unsnooze``); either way escalation resumes where it paused.
 * A hit that raises the priority (amber → red) withdraws an acknowledgement or snooze
-  given for the lower priority, and notifies the current level again.
+  given for the lower priority and notifies the current level again; the store re-plans
+  escalation under the new priority's policy (``AlertUpdated.previous_priority``).
 
 ``now`` judges what is in force (is it snoozed, has the acknowledgement expired); a
 person's command carries ``at``, recorded as when they acted.
@@ -22,315 +28,53 @@ person's command carries ``at``, recorded as when they acted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, ClassVar, Literal
 
-from homeward.errors import Conflict, ValidationError
-
-Priority = Literal["red", "amber", "technical"]
-Direction = Literal["high", "low"]
-AlertId = int | str
-_RANK: dict[str, int] = {"technical": 0, "amber": 1, "red": 2}
-_PRIORITY: dict[str, Priority] = {"red": "red", "amber": "amber", "technical": "technical"}
-
-
-class State(StrEnum):
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
-
-
-class Outcome(StrEnum):
-    NO_ACTION_NEEDED = "no_action_needed"
-    ADVICE_GIVEN = "advice_given"
-    MEDICATION_CHANGED = "medication_changed"
-    VISIT_ARRANGED = "visit_arranged"
-    REFERRED_TO_GP = "referred_to_gp"
-    RAPID_RESPONSE = "rapid_response"
-    ADMITTED = "admitted"
-    # The team's action (a visit, rapid response, a medication change) kept the patient at
-    # home: the team's judgement, reported as such (docs/outcomes.md).
-    ADMISSION_AVOIDED = "admission_avoided"
-    FALSE_READING = "false_reading"
-
-
-MAX_SNOOZE: dict[str, timedelta] = {
-    "red": timedelta(hours=1),
-    "amber": timedelta(hours=24),
-    "technical": timedelta(hours=72),
-}
-MAX_NOTE_CHARS = 4000
-
-
-class IllegalTransition(Conflict):
-    """The alert's state does not allow this command."""
-
-
-class NoSuchAlert(IllegalTransition):
-    """A command for an alert that does not exist."""
-
-
-class InvalidCommand(ValidationError):
-    """The command itself is incomplete or wrong (no outcome, no reason, bad time...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A stretch of time escalation waited: while acknowledged or snoozed. ``end`` is when
-    it ends or ended (an acknowledgement's expiry, a snooze's end); ``None``: no limit."""
-
-    reason: Literal["acknowledged", "snoozed"]
-    start: datetime
-    end: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: AlertId
-    patient_id: int | str
-    rule_id: str
-    priority: Priority
-    opened_at: datetime
-    state: State = State.OPEN
-    direction: Direction | None = None  # which way is worse, for worst_value
-    message: str = ""
-    count: int = 1
-    first_value: float | None = None
-    latest_value: float | None = None
-    worst_value: float | None = None
-    first_measured_at: datetime | None = None
-    latest_measured_at: datetime | None = None
-    condition_cleared: bool = False  # values back to normal; the alert is latched
-    ack_timeout_s: float | None = None  # from the escalation policy snapshot
-    acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
-    ack_expires_at: datetime | None = None
-    snoozed_until: datetime | None = None
-    snoozed_by: str | None = None
-    snooze_reason: str | None = None
-    assignee: str | None = None
-    resolved_at: datetime | None = None
-    resolved_by: str | None = None
-    outcome: Outcome | None = None
-    last_step_no: int = 0  # escalation steps sent so far (by number)
-    escalation_level: int = 0
-    notified: tuple[str, ...] = ()  # the targets of the current level
-    holds: tuple[Hold, ...] = ()
-    updated_at: datetime | None = None
-
-    def is_snoozed(self, now: datetime) -> bool:
-        return self.snoozed_until is not None and now < self.snoozed_until
-
-    def ack_expired(self, now: datetime) -> bool:
-        return (
-            self.state is State.ACKNOWLEDGED
-            and self.ack_expires_at is not None
-            and self.ack_expires_at <= now
-        )
-
-
-# Commands (imperative). A person's commands say who and when.
-
-
-@dataclass(frozen=True, slots=True)
-class RaiseOrUpdate:
-    patient_id: int | str
-    rule_id: str
-    priority: Priority
-    value: float | None
-    measured_at: datetime
-    message: str = ""
-    direction: Direction | None = None
-    alert_id: AlertId = 0  # for a new alert; the store may assign its own
-    ack_timeout_s: float | None = None  # the policy's, snapshotted on a new alert
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionCleared:
-    value: float | None
-    measured_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Acknowledge:
-    by: str
-    at: datetime
-    timeout_s: float | None = None  # default: the alert's policy snapshot
-
-
-@dataclass(frozen=True, slots=True)
-class Resolve:
-    by: str
-    at: datetime
-    outcome: str | None
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Snooze:
-    by: str
-    at: datetime
-    until: datetime
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsnooze:
-    """A person ends a snooze early (a snooze that runs out simply ends)."""
-
-    by: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Reassign:
-    by: str
-    at: datetime
-    to: str
-
-
-@dataclass(frozen=True, slots=True)
-class AddNote:
-    by: str
-    at: datetime
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class AckTimeout:
-    """The acknowledgement's time is up (at ``now``): open again, escalation resumes."""
-
-
-@dataclass(frozen=True, slots=True)
-class Escalate:
-    """Send one planned escalation step (see alerts/escalation.py ``next_due_step``)."""
-
-    step_no: int
-    level: int
-    targets: tuple[str, ...]
-
-
-PersonCommand = Acknowledge | Resolve | Snooze | Unsnooze | Reassign | AddNote
-AlertCommand = PersonCommand | RaiseOrUpdate | ConditionCleared | AckTimeout | Escalate
-
-
-# Events (past tense). ``by`` is a staff id, or "rules" / "escalation" for the system.
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    kind: ClassVar[str] = "event"
-    alert_id: AlertId
-    at: datetime
-    by: str
-
-    def data(self) -> dict[str, Any]:
-        """The event's own fields as JSON-ready values (the ``alert_events.data`` column)."""
-        return {
-            f.name.rstrip("_"): _json(getattr(self, f.name))
-            for f in fields(self)
-            if f.name not in ("alert_id", "at", "by")
-        }
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    return str(value) if isinstance(value, StrEnum) else value
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRaised(Event):
-    kind: ClassVar[str] = "raised"
-    patient_id: int | str
-    rule_id: str
-    priority: Priority
-    value: float | None
-    measured_at: datetime
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class AlertUpdated(Event):
-    kind: ClassVar[str] = "updated"
-    value: float | None
-    measured_at: datetime
-    count: int
-    worst_value: float | None
-    priority: Priority
-    previous_priority: Priority | None = None  # set when this hit raised the priority
-
-
-@dataclass(frozen=True, slots=True)
-class AlertAcknowledged(Event):
-    kind: ClassVar[str] = "acknowledged"
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class AlertResolved(Event):
-    kind: ClassVar[str] = "resolved"
-    outcome: Outcome
-    note: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AlertSnoozed(Event):
-    kind: ClassVar[str] = "snoozed"
-    until: datetime
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AlertUnsnoozed(Event):
-    kind: ClassVar[str] = "unsnoozed"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertReassigned(Event):
-    kind: ClassVar[str] = "reassigned"
-    from_: str | None
-    to: str
-
-
-@dataclass(frozen=True, slots=True)
-class NoteAdded(Event):
-    kind: ClassVar[str] = "note_added"
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionClearedEvent(Event):
-    kind: ClassVar[str] = "condition_cleared"
-    value: float | None
-    measured_at: datetime
-    latched: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class AcknowledgementExpired(Event):
-    kind: ClassVar[str] = "acknowledgement_expired"
-    acknowledged_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEscalated(Event):
-    kind: ClassVar[str] = "escalated"
-    step_no: int
-    level: int
-    targets: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationRequested(Event):
-    kind: ClassVar[str] = "notification_requested"
-    targets: tuple[str, ...]
-    reason: str
-
+from alerts.alert import (
+    MAX_NOTE_CHARS,
+    MAX_SNOOZE,
+    RANK,
+    Alert,
+    Direction,
+    Hold,
+    IllegalTransition,
+    InvalidCommand,
+    NoSuchAlert,
+    Outcome,
+    State,
+)
+from alerts.commands import (
+    Acknowledge,
+    AckTimeout,
+    AddNote,
+    AlertCommand,
+    ConditionCleared,
+    Escalate,
+    RaiseOrUpdate,
+    Reassign,
+    Resolve,
+    Snooze,
+    SnoozeOver,
+    Unsnooze,
+)
+from alerts.events import (
+    AcknowledgementExpired,
+    AlertAcknowledged,
+    AlertEscalated,
+    AlertRaised,
+    AlertReassigned,
+    AlertResolved,
+    AlertSnoozed,
+    AlertUnsnoozed,
+    AlertUpdated,
+    ConditionClearedEvent,
+    Event,
+    NoteAdded,
+    NotificationRequested,
+    SnoozeEnded,
+)
+from alerts.rules.types import Priority
 
 _VERB: dict[type, str] = {
     ConditionCleared: "mark as cleared",
@@ -341,6 +85,7 @@ _VERB: dict[type, str] = {
     Reassign: "reassign",
     AddNote: "add a note to",
     AckTimeout: "expire the acknowledgement of",
+    SnoozeOver: "end the snooze of",
     Escalate: "escalate",
 }
 
@@ -376,6 +121,12 @@ def handle(alert: Alert | None, command: AlertCommand, now: datetime) -> tuple[A
             holds = _close(alert.holds, at, "snoozed")
             new = replace(alert, snoozed_until=None, holds=holds, updated_at=at)
             return new, [AlertUnsnoozed(alert.id, at, who)]
+        case SnoozeOver():
+            if alert.snoozed_until is None or alert.is_snoozed(now):
+                raise IllegalTransition("This alert's snooze has not run out.")
+            ended = alert.snoozed_until
+            new = replace(alert, snoozed_until=None, updated_at=now)
+            return new, [SnoozeEnded(alert.id, now, "escalation", ended)]
         case Reassign(by=by, at=at, to=to):
             who, to = _who(by), to.strip()
             if not to:
@@ -427,8 +178,9 @@ def _worse(direction: Direction | None, old: float | None, new: float | None) ->
 def _raise_or_update(
     alert: Alert | None, c: RaiseOrUpdate, now: datetime
 ) -> tuple[Alert, list[Event]]:
-    if c.priority not in _RANK:
+    if c.priority not in RANK:
         raise InvalidCommand(f"Unknown priority {c.priority!r}: red, amber or technical.")
+    priority = Priority(c.priority)
     if not c.rule_id:
         raise InvalidCommand("A rule hit needs a rule id.")
     if c.value is not None and not math.isfinite(c.value):
@@ -438,7 +190,7 @@ def _raise_or_update(
             c.alert_id,
             c.patient_id,
             c.rule_id,
-            c.priority,
+            priority,
             now,
             direction=c.direction,
             message=c.message,
@@ -456,7 +208,7 @@ def _raise_or_update(
             by="rules",
             patient_id=c.patient_id,
             rule_id=c.rule_id,
-            priority=c.priority,
+            priority=priority,
             value=c.value,
             measured_at=c.measured_at,
             message=c.message,
@@ -470,13 +222,13 @@ def _raise_or_update(
             f"patient {alert.patient_id}, rule {alert.rule_id}."
         )
     newer = alert.latest_measured_at is None or c.measured_at >= alert.latest_measured_at
-    upgraded = _RANK[c.priority] > _RANK[alert.priority]
+    upgraded = RANK[priority] > RANK[alert.priority]
     new = replace(
         alert,
         count=alert.count + 1,
         worst_value=_worse(alert.direction or c.direction, alert.worst_value, c.value),
         condition_cleared=False,
-        priority=c.priority if upgraded else alert.priority,
+        priority=priority if upgraded else alert.priority,
         updated_at=now,
         latest_value=c.value if newer else alert.latest_value,
         latest_measured_at=c.measured_at if newer else alert.latest_measured_at,
@@ -504,8 +256,10 @@ def _raise_or_update(
             holds=_close(alert.holds, now),
         )
         if alert.notified:
-            reason = f"priority raised from {alert.priority} to {c.priority}"
+            reason = f"priority raised from {alert.priority} to {priority}"
             events.append(_notify(alert, now, reason))
+    elif alert.condition_cleared and alert.notified:  # a new breach after the recovery
+        events.append(_notify(alert, now, "breached again after the condition had cleared"))
     return new, events
 
 
@@ -627,88 +381,3 @@ def _escalate(alert: Alert, c: Escalate, now: datetime) -> tuple[Alert, list[Eve
     )
     sent = AlertEscalated(alert.id, now, "escalation", c.step_no, c.level, c.targets)
     return new, [sent, _notify(new, now, f"escalation level {c.level}")]
-
-
-# The row-level form used by alerts/lifecycle_store.py and alerts/escalation_store.py: the
-# same rules, answered as column changes and one event for the ``alerts`` row.
-
-
-@dataclass(frozen=True, slots=True)
-class ExpireAcknowledgement:
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RepeatHit:
-    at: datetime
-
-
-Command = PersonCommand | ExpireAcknowledgement | RepeatHit
-
-
-@dataclass(frozen=True, slots=True)
-class AlertState:
-    state: State
-    priority: str
-    acknowledged_by: str | None = None
-    ack_expires_at: datetime | None = None
-    snoozed_until: datetime | None = None
-    assignee: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Column changes for the alert row and the event to append (past tense)."""
-
-    changes: dict[str, Any]
-    event: str
-    actor: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-_COLUMNS = (  # the lifecycle columns of the ``alerts`` row
-    "state",
-    "acknowledged_at",
-    "acknowledged_by",
-    "ack_expires_at",
-    "resolved_at",
-    "resolved_by",
-    "outcome",
-    "snoozed_until",
-    "assignee",
-)
-
-
-def decide(row: AlertState, command: Command) -> Decision:
-    """``handle`` for one stored row: its time is the command's ``at``."""
-    if isinstance(command, RepeatHit):
-        if row.state is State.RESOLVED:
-            raise IllegalTransition("This alert is resolved; a new reading opens a new alert.")
-        return Decision({}, "updated", "rules")
-    priority = _PRIORITY.get(row.priority)
-    if priority is None:
-        raise InvalidCommand(f"Unknown priority {row.priority!r}.")
-    old = Alert(
-        0,
-        0,
-        "-",
-        priority,
-        command.at,
-        state=row.state,
-        acknowledged_by=row.acknowledged_by,
-        ack_expires_at=row.ack_expires_at,
-        snoozed_until=row.snoozed_until,
-        assignee=row.assignee,
-    )
-    if isinstance(command, ExpireAcknowledgement):
-        new, events = handle(old, AckTimeout(), command.at)
-    else:
-        new, events = handle(old, command, command.at)
-    changes = {
-        c: _json_col(getattr(new, c)) for c in _COLUMNS if getattr(new, c) != getattr(old, c)
-    }
-    return Decision(changes, events[0].kind, events[0].by, events[0].data())
-
-
-def _json_col(value: Any) -> Any:
-    return str(value) if isinstance(value, StrEnum) else value

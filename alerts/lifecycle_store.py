@@ -1,25 +1,26 @@
-"""Applying a person's command to an alert: lock the row, decide (pure), write the
-changes and the event in one transaction. Concurrent commands queue on the row lock, so a
-double acknowledgement is refused, not applied twice."""
+"""Applying a person's command to an alert: lock the row, run the pure decision
+(alerts/lifecycle.py ``handle``) on the stored alert, write the alert, its events and when
+escalation must look at it again, in one transaction. Concurrent commands queue on the row
+lock, so a double acknowledgement is refused, not applied twice."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from alerts.escalation_store import policy_ack_timeout
-from alerts.events import INSERT_EVENT, event
-from alerts.lifecycle import Acknowledge, AlertState, Command, Decision, State, decide
+from alerts import alert_store
+from alerts.alert import Alert
+from alerts.commands import PersonCommand
+from alerts.events import Event
+from alerts.lifecycle import handle
 from homeward.db.connect import wrap_exceptions
-from homeward.db.queries import load_queries
 from homeward.errors import NotFound
 
-Q = load_queries(Path(__file__).with_name("escalation.sql"))
-_COLUMNS = {
+_SHOWN = (  # the fields a person's command can change, shown back to them
     "state",
     "acknowledged_at",
     "acknowledged_by",
@@ -28,49 +29,50 @@ _COLUMNS = {
     "resolved_by",
     "outcome",
     "snoozed_until",
+    "snooze_reason",
     "assignee",
-}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a person's command did: the alert after it and the events appended."""
+
+    alert: Alert
+    events: tuple[Event, ...]
+    changes: dict[str, Any]
+
+    @property
+    def event(self) -> str:
+        return self.events[0].kind
+
+    @property
+    def actor(self) -> str:
+        return self.events[0].by
 
 
 async def apply_command(
-    conn: psycopg.AsyncConnection[Any], alert_id: int, command: Command, now: datetime
-) -> Decision:
+    conn: psycopg.AsyncConnection[Any], alert_id: int, command: PersonCommand, now: datetime
+) -> Applied:
     """Inside the caller's transaction, if any (a savepoint then: a refused command
     leaves the caller's own writes, such as its audit row, in place)."""
     with wrap_exceptions():
-        async with conn.transaction():
-            return await _apply(conn, alert_id, command, now)
+        async with conn.transaction(), conn.cursor() as cur:
+            found = await alert_store.lock(cur, alert_id)
+            if found is None:
+                raise NotFound(f"no alert {alert_id}")
+            old, _row = found
+            new, events = handle(old, command, now)
+            await cur.execute(alert_store.Q["save_alert"], alert_store.save_params(new))
+            await alert_store.record(cur, alert_id, events)
+            await alert_store.refresh_escalation_due(cur, new, now)
+    changes = {
+        name: _plain(getattr(new, name))
+        for name in _SHOWN
+        if getattr(new, name) != getattr(old, name)
+    }
+    return Applied(new, tuple(events), changes)
 
 
-async def _apply(
-    conn: psycopg.AsyncConnection[Any], alert_id: int, command: Command, now: datetime
-) -> Decision:
-    row = await (await conn.execute(Q["lock_alert"], {"alert_id": alert_id})).fetchone()
-    if row is None:
-        raise NotFound(f"no alert {alert_id}")
-    state, priority, acknowledged_by, ack_expires_at, snoozed_until, assignee, policy = row
-    if isinstance(command, Acknowledge) and command.timeout_s is None:
-        command = Acknowledge(command.by, command.at, policy_ack_timeout(policy))
-    decision = decide(
-        AlertState(
-            State(state), priority, acknowledged_by, ack_expires_at, snoozed_until, assignee
-        ),
-        command,
-    )
-    changes = {k: v for k, v in decision.changes.items() if k in _COLUMNS}
-    assignments = [
-        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in changes
-    ]
-    assignments.append(sql.SQL("updated_at = {}").format(sql.Placeholder("now")))
-    await conn.execute(
-        sql.SQL("UPDATE alerts SET {} WHERE alert_id = {}").format(
-            sql.SQL(", ").join(assignments), sql.Placeholder("alert_id")
-        ),
-        {**changes, "now": now, "alert_id": alert_id},
-    )
-    await conn.execute(INSERT_EVENT, event(alert_id, decision.event, decision.actor, decision.data))
-    await conn.execute(
-        "SELECT pg_notify('homeward_team_' || team_id, %s) FROM alerts WHERE alert_id = %s",
-        (f'{{"alert_id": {alert_id}, "event": "{decision.event}"}}', alert_id),
-    )
-    return decision
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, StrEnum) else value

@@ -1,8 +1,12 @@
 """PostgreSQL adapter for the rule engine: loading patient state, writing decisions.
 
 Decisions are written in the same transaction as the readings that caused them, so a
-reading is never stored without its rules having been applied (and the alert upsert is
-idempotent: at most one unresolved alert per patient and rule, enforced by the index).
+reading is never stored without its rules having been applied. Each (patient, rule)'s
+hits and clearances of a batch are applied to its stored alert in measurement order by
+the one pure decision (alerts/lifecycle.py ``handle``), so the alert's state does not
+depend on where batches split. At most one unresolved alert per patient and rule is
+enforced by the index: a worker that loses the race to raise an alert decides again on
+the row the other worker stored.
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from alerts import alert_store
+from alerts.alert import Alert, Direction
+from alerts.commands import ConditionCleared, RaiseOrUpdate
 from alerts.engine import (
     HISTORY_S,
     Decisions,
@@ -26,8 +33,9 @@ from alerts.engine import (
     PatientSnapshot,
     RuleEngine,
 )
-from alerts.events import INSERT_EVENT, event
+from alerts.events import INSERT_EVENT, AlertRaised, AlertUpdated, Event, NotificationRequested
 from alerts.feedback import feedback_for
+from alerts.lifecycle import handle
 from alerts.quality import RetakeRequest, retake_message
 from alerts.rules.types import Cleared, Priority, RuleHit
 from homeward.db.queries import load_queries
@@ -107,127 +115,132 @@ async def _lock(cur: Cursor, ids: list[int]) -> tuple[dict[int, Freshness], set[
     return current, backlog
 
 
-def _upsert_params(m: MergedHit) -> dict[str, Any]:
-    hit = m.latest
-    return {
-        "patient_id": m.patient_id,
-        "rule_id": hit.rule_id,
-        "kind": hit.kind,
-        "metric": hit.metric,
-        "priority": hit.priority.value,
-        "first_at": m.first.measured_at,
-        "latest_at": hit.measured_at,
-        "first_value": m.first.value,
-        "latest_value": hit.value,
-        "worst_value": m.worst_value,
-        "count": m.count,
-        "message": hit.message,
-        "details": Jsonb(hit.details),
-        "direction": hit.direction,
-    }
-
-
 @dataclass(frozen=True, slots=True)
-class MergedHit:
-    """All hits of one batch for one (patient, rule): one upsert, one event."""
+class _Item:
+    """One decision of the rule engine for one (patient, rule): a hit or a clearance."""
 
-    patient_id: int
-    first: RuleHit
-    latest: RuleHit
-    worst_value: float | None
-    count: int
+    at: datetime
+    hit: RuleHit | None = None
+    cleared: Cleared | None = None
 
 
-def merge_hits(hits: Iterable[tuple[int, RuleHit]]) -> list[MergedHit]:
-    groups: dict[tuple[int, str], list[RuleHit]] = {}
-    for patient_id, hit in hits:
-        groups.setdefault((patient_id, hit.rule_id), []).append(hit)
-    merged = []
-    for (patient_id, _), group in groups.items():
-        latest = max(group, key=lambda h: h.measured_at)
-        values = [h.value for h in group if h.value is not None]
-        worst = latest.value
-        if values and latest.direction == "high":
-            worst = max(values)
-        elif values and latest.direction == "low":
-            worst = min(values)
-        priority_first = max(group, key=lambda h: h.priority == Priority.RED)
-        merged.append(
-            MergedHit(
-                patient_id,
-                group[0],
-                replace(latest, priority=priority_first.priority),
-                worst,
-                len(group),
+def in_measurement_order(decisions: Decisions) -> dict[tuple[int, str], list[_Item]]:
+    """Each (patient, rule)'s hits and clearances of the batch in the order they were
+    measured: a recovery followed by a new breach leaves the alert breached, a breach
+    followed by a recovery leaves it "condition cleared", whatever the batching."""
+    groups: dict[tuple[int, str], list[_Item]] = {}
+    for patient_id, hit in decisions.hits:
+        groups.setdefault((patient_id, hit.rule_id), []).append(_Item(hit.measured_at, hit=hit))
+    for patient_id, cleared in decisions.clears:
+        key = (patient_id, cleared.rule_id)
+        groups.setdefault(key, []).append(_Item(cleared.measured_at, cleared=cleared))
+    for items in groups.values():
+        items.sort(key=lambda item: (item.at, item.hit is None))
+    return groups
+
+
+@dataclass
+class _Decided:
+    """The pure decision's result for one (patient, rule) in this batch."""
+
+    before: Alert | None
+    alert: Alert
+    events: list[Event]
+    newest: RuleHit | None  # the newest hit (its kind, metric and details are kept)
+
+
+def decide_in_order(
+    key: tuple[int, str], items: Sequence[_Item], alert: Alert | None, now: datetime
+) -> _Decided | None:
+    """Run alerts/lifecycle.py ``handle`` on each item in measurement order."""
+    before, events = alert, []
+    newest: RuleHit | None = None
+    for item in items:
+        if item.hit is not None:
+            hit = item.hit
+            direction = hit.direction if hit.direction in ("high", "low") else None
+            command = RaiseOrUpdate(
+                key[0],
+                key[1],
+                hit.priority,
+                hit.value,
+                hit.measured_at,
+                hit.message,
+                cast(Direction | None, direction),
             )
-        )
-    return merged
+            alert, done = handle(alert, command, now)
+            if newest is None or hit.measured_at >= newest.measured_at:
+                newest = hit
+        elif alert is not None and item.cleared is not None:
+            cleared = item.cleared
+            alert, done = handle(alert, ConditionCleared(cleared.value, cleared.measured_at), now)
+        else:
+            continue  # a clearance with no alert to mark
+        events += done
+    if alert is None:
+        return None
+    return _Decided(before, alert, _merge_updates(events), newest)
 
 
-async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
-    """Upsert alerts, mark cleared conditions, record late items for review.
+def _merge_updates(events: list[Event]) -> list[Event]:
+    """A batch's consecutive hits of one alert are stored as one event (``hits``): the
+    raise with the updates after it, or a run of updates; a rise in priority stays an
+    update of its own."""
+    out: list[Event] = []
+    for e in events:
+        last = out[-1] if out else None
+        if isinstance(e, AlertUpdated) and isinstance(last, AlertUpdated):
+            out[-1] = replace(
+                e,
+                hits=last.hits + e.hits,
+                previous_priority=last.previous_priority or e.previous_priority,
+            )
+        elif (
+            isinstance(e, AlertUpdated)
+            and isinstance(last, AlertRaised)
+            and e.previous_priority is None
+        ):
+            out[-1] = replace(last, hits=last.hits + e.hits)
+        else:
+            out.append(e)
+    return out
+
+
+def _rose(events: Iterable[Event]) -> bool:
+    return any(isinstance(e, AlertUpdated) and e.previous_priority for e in events)
+
+
+async def write_decisions(cur: Cursor, decisions: Decisions, now: datetime) -> int:
+    """Decide each (patient, rule) of the batch on its stored alert, in measurement order,
+    with the one pure decision; write the alerts, their events and the notifications they
+    ask for; record late items for review.
 
     Statements of a kind go to the server together (``executemany``, pipelined by
-    psycopg): a batch that touches hundreds of alerts costs a few round trips, not
-    hundreds."""
-    merged = merge_hits(decisions.hits)
-    if merged:
-        await cur.executemany(
-            Q["upsert_alert"], [_upsert_params(m) for m in merged], returning=True
-        )
-        rows = []
-        while True:
-            rows.append(await cur.fetchone())
-            if not cur.nextset():
-                break
-        events, feedback = [], []
-        for m, row in zip(merged, rows, strict=True):
-            assert row is not None
-            alert_id, created, priority = row
-            hit = m.latest
-            message = feedback_for(hit) if created else None
-            if message is not None and hit.device_id is not None:
-                # one message per new alert, to the device that took the reading
-                feedback.append(
-                    {
-                        "alert_id": alert_id,
-                        "patient_id": m.patient_id,
-                        "device_id": hit.device_id,
-                        "payload": Jsonb({"message": message, "alert_id": alert_id}),
-                    }
-                )
-            events.append(
-                event(
-                    alert_id,
-                    "raised" if created else "updated",
-                    "rules",
-                    {
-                        "value": hit.value,
-                        "measured_at": hit.measured_at.isoformat(),
-                        "message": hit.message,
-                        "priority": priority,
-                        "hits": m.count,
-                    },
-                )
-            )
-        await cur.executemany(INSERT_EVENT, events)
-        await cur.execute(
-            Q["notify_teams"],
-            {
-                "alert_ids": [e["alert_id"] for e in events],
-                "events": [e["kind"] for e in events],
-                "measured_at": [m.first.measured_at for m in merged],
-            },
-        )
-        if feedback:
-            await cur.executemany(Q["queue_feedback"], feedback)
+    psycopg): a batch that touches hundreds of alerts costs a few round trips."""
+    groups = in_measurement_order(decisions)
+    if groups:
+        rows = await alert_store.lock_unresolved(cur, sorted(groups))
+        stored = {(int(r["patient_id"]), r["rule_id"]): alert_store.from_row(r) for r in rows}
+        decided = {
+            key: d
+            for key, items in groups.items()
+            if (d := decide_in_order(key, items, stored.get(key), now)) is not None
+        }
+        ids = await _write(cur, decided, now)
+        lost = [key for key, d in decided.items() if d.before is None and key not in ids]
+        if lost:  # another worker raised the same alert first: decide again on its row
+            rows = await alert_store.lock_unresolved(cur, lost)
+            again = {(int(r["patient_id"]), r["rule_id"]): alert_store.from_row(r) for r in rows}
+            retried = {
+                key: d
+                for key in lost
+                if (d := decide_in_order(key, groups[key], again.get(key), now)) is not None
+            }
+            ids.update(await _write(cur, retried, now))
+            decided.update(retried)
+        await _announce(cur, groups, decided, ids)
     if decisions.retakes:
         await cur.executemany(Q["queue_retake"], retake_feedback(decisions.retakes))
-    for patient_id, cleared in decisions.clears:
-        await cur.execute(Q["clear_alert"], {"patient_id": patient_id, "rule_id": cleared.rule_id})
-        for (alert_id,) in await cur.fetchall():
-            data = {"value": cleared.value, "measured_at": cleared.measured_at.isoformat()}
-            await cur.execute(INSERT_EVENT, event(alert_id, "condition_cleared", "rules", data))
     for patient_id, hit in decisions.reviews:
         await cur.execute(
             Q["insert_review"],
@@ -240,6 +253,97 @@ async def write_decisions(cur: Cursor, decisions: Decisions) -> int:
             },
         )
     return len(decisions.hits)
+
+
+async def _write(
+    cur: Cursor, decided: dict[tuple[int, str], _Decided], now: datetime
+) -> dict[tuple[int, str], int]:
+    """Insert the new alerts, save the others; returns the stored id of each key written."""
+    ids: dict[tuple[int, str], int] = {}
+    new = [(key, d) for key, d in decided.items() if d.before is None]
+    if new:
+        await cur.executemany(
+            alert_store.Q["insert_alert"],
+            [
+                alert_store.insert_params(
+                    d.alert,
+                    kind=d.newest.kind if d.newest else "threshold",
+                    metric=d.newest.metric if d.newest else None,
+                    details=d.newest.details if d.newest else {},
+                )
+                for _, d in new
+            ],
+            returning=True,
+        )
+        for key, _ in new:
+            row = await cur.fetchone()
+            if row is not None:
+                ids[key] = int(row[0])
+            cur.nextset()
+    old = [(key, d) for key, d in decided.items() if d.before is not None]
+    if old:
+        await cur.executemany(
+            alert_store.Q["save_alert"],
+            [
+                alert_store.save_params(
+                    d.alert,
+                    details=d.newest.details
+                    if d.newest and d.alert.latest_measured_at == d.newest.measured_at
+                    else None,
+                    plan_from=now if _rose(d.events) else None,
+                )
+                for _, d in old
+            ],
+        )
+        ids.update((key, int(d.alert.id)) for key, d in old)
+    return ids
+
+
+async def _announce(
+    cur: Cursor,
+    groups: dict[tuple[int, str], list[_Item]],
+    decided: dict[tuple[int, str], _Decided],
+    ids: dict[tuple[int, str], int],
+) -> None:
+    """The events, the notifications asked for, the team's live stream, patient feedback."""
+    written = [(key, d, ids[key]) for key, d in decided.items() if key in ids and d.events]
+    if not written:
+        return
+    await cur.executemany(
+        INSERT_EVENT, [e.params(alert_id) for _, d, alert_id in written for e in d.events]
+    )
+    requests = [
+        {"alert_id": alert_id, "at": e.at, "targets": Jsonb(list(e.targets)), "reason": e.reason}
+        for _, d, alert_id in written
+        for e in d.events
+        if isinstance(e, NotificationRequested) and e.targets
+    ]
+    if requests:
+        await cur.executemany(alert_store.Q["request_notification"], requests)
+    await cur.execute(
+        Q["notify_teams"],
+        {
+            "alert_ids": [alert_id for _, _, alert_id in written],
+            "events": [d.events[0].kind for _, d, _ in written],
+            "measured_at": [groups[key][0].at for key, _, _ in written],
+        },
+    )
+    feedback = []
+    for key, d, alert_id in written:
+        hit = d.newest
+        message = feedback_for(hit) if d.before is None and hit is not None else None
+        if message is not None and hit is not None and hit.device_id is not None:
+            # one message per new alert, to the device that took the reading
+            feedback.append(
+                {
+                    "alert_id": alert_id,
+                    "patient_id": key[0],
+                    "device_id": hit.device_id,
+                    "payload": Jsonb({"message": message, "alert_id": alert_id}),
+                }
+            )
+    if feedback:
+        await cur.executemany(Q["queue_feedback"], feedback)
 
 
 class StoredObservation(Observation, Protocol):
@@ -332,15 +436,19 @@ class RuleStage:
         self.engine.advance({pid: fresh.seq + 1 for pid, fresh in current.items()})
         recovered = sorted(waiting - decisions.failed.keys())
         decisions.clears.extend((pid, Cleared(RULE_FAILURE, now, None)) for pid in recovered)
-        self.alerts_written += await write_decisions(cur, decisions)
+        self.alerts_written += await write_decisions(cur, decisions, now)
         if recovered:
             await cur.execute(Q["reevaluated"], {"ids": recovered})
         if decisions.failed:
             failed = [r for r in readings if r.patient_id in decisions.failed]
-            await self.keep(cur, failed, decisions.failed)
+            await self.keep(cur, failed, decisions.failed, now)
 
     async def keep(
-        self, cur: Cursor, readings: Sequence[StoredObservation], errors: dict[int, str]
+        self,
+        cur: Cursor,
+        readings: Sequence[StoredObservation],
+        errors: dict[int, str],
+        now: datetime | None = None,
     ) -> None:
         """Rules failed for these readings: keep them for re-evaluation, make every worker
         reload the patients, and raise a technical alert for each patient (its team sees
@@ -386,7 +494,7 @@ class RuleStage:
                     ),
                 )
             )
-        await write_decisions(cur, hits)
+        await write_decisions(cur, hits, now or datetime.now(UTC))
 
     async def warm(self, conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
         """Load every patient who has a device bound now, in chunks, before readings flow:

@@ -75,32 +75,6 @@ ORDER BY patient_id, metric, time
 SELECT patient_id, rule_id FROM alerts
 WHERE patient_id = ANY(%(ids)s) AND state <> 'resolved' AND NOT condition_cleared
 
--- name: upsert_alert
--- The hits of one batch for one (patient, rule) arrive merged: count, first, latest, worst.
-INSERT INTO alerts AS a (patient_id, rule_id, kind, metric, priority, team_id,
-                         first_measured_at, latest_measured_at, first_value, latest_value,
-                         worst_value, hit_count, message, details)
-VALUES (%(patient_id)s, %(rule_id)s, %(kind)s, %(metric)s, %(priority)s,
-        (SELECT team_id FROM patients WHERE patient_id = %(patient_id)s),
-        %(first_at)s, %(latest_at)s, %(first_value)s, %(latest_value)s, %(worst_value)s,
-        %(count)s, %(message)s, %(details)s)
-ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
-    hit_count = a.hit_count + EXCLUDED.hit_count,
-    latest_measured_at = GREATEST(a.latest_measured_at, EXCLUDED.latest_measured_at),
-    latest_value = CASE WHEN EXCLUDED.latest_measured_at >= a.latest_measured_at
-                        THEN EXCLUDED.latest_value ELSE a.latest_value END,
-    worst_value = CASE %(direction)s::text
-                      WHEN 'high' THEN GREATEST(a.worst_value, EXCLUDED.worst_value)
-                      WHEN 'low' THEN LEAST(a.worst_value, EXCLUDED.worst_value)
-                      ELSE EXCLUDED.worst_value END,
-    priority = CASE WHEN 'red' IN (a.priority, EXCLUDED.priority) THEN 'red'
-                    ELSE EXCLUDED.priority END,
-    message = EXCLUDED.message,
-    details = EXCLUDED.details,
-    condition_cleared = false,
-    updated_at = now()
-RETURNING alert_id, (xmax = 0) AS created, priority
-
 -- name: notify_teams
 -- The team's live stream (relayed by the HTTP API as server-sent events): one NOTIFY per
 -- alert raised or updated by this batch, delivered at COMMIT. ``measured_at`` is the
@@ -112,12 +86,6 @@ FROM unnest(%(alert_ids)s::bigint[], %(events)s::text[], %(measured_at)s::timest
      AS e (alert_id, event, measured_at)
 JOIN alerts a USING (alert_id)
 WHERE a.team_id IS NOT NULL
-
--- name: clear_alert
-UPDATE alerts SET condition_cleared = true, updated_at = now()
-WHERE patient_id = %(patient_id)s AND rule_id = %(rule_id)s AND state <> 'resolved'
-  AND NOT condition_cleared
-RETURNING alert_id
 
 -- name: insert_review
 INSERT INTO late_reviews (patient_id, rule_id, measured_at, received_at, value, message)

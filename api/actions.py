@@ -1,10 +1,10 @@
 """A nurse's actions on an alert over HTTP: acknowledge, resolve with an outcome, snooze
-with a reason, add a note. The person acting is the token's, never the request's; the
-alert's state machine (alerts/lifecycle.py) decides, under the alert's row lock, so a
-second or concurrent acknowledgement is refused (409), not applied twice. Every attempt,
-applied or refused — by whom may act, by the body (a field the action does not take, a
-repeated key, a number given as text, too large a body) or by the alert's state — is
-audited in the request's transaction."""
+with a reason, end a snooze early (unsnooze), add a note. The person acting is the
+token's, never the request's; the alert's state machine (alerts/lifecycle.py) decides,
+under the alert's row lock, so a second or concurrent acknowledgement is refused (409),
+not applied twice. Every attempt, applied or refused — by whom may act, by the body (a
+field the action does not take, a repeated key, a number given as text, too large a
+body) or by the alert's state — is audited in the request's transaction."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from alerts.lifecycle import MAX_NOTE_CHARS, Acknowledge, AddNote, Command, Outcome, Resolve, Snooze
+from alerts.alert import MAX_NOTE_CHARS, Outcome
+from alerts.commands import Acknowledge, AddNote, Resolve, Snooze, Unsnooze
+from alerts.commands import PersonCommand as Command
 from alerts.lifecycle_store import apply_command
 from api.access import Decision, PatientRef, may_act_on_alert
 from api.strict import MAX_BODY_BYTES, parse_body
@@ -53,6 +55,10 @@ class SnoozeBody(_Body):
     reason: str = Field(min_length=3, max_length=500)
 
 
+class UnsnoozeBody(_Body):
+    pass
+
+
 class NoteBody(_Body):
     text: str = Field(min_length=1, max_length=MAX_NOTE_CHARS)
 
@@ -69,6 +75,10 @@ def _snooze(body: SnoozeBody, by: str, now: datetime) -> Command:
     return Snooze(by, now, now + timedelta(minutes=body.minutes), body.reason)
 
 
+def _unsnooze(_: UnsnoozeBody, by: str, now: datetime) -> Command:
+    return Unsnooze(by, now)
+
+
 def _note(body: NoteBody, by: str, now: datetime) -> Command:
     return AddNote(by, now, body.text)
 
@@ -77,6 +87,7 @@ ACTIONS: dict[str, tuple[type[_Body], Callable[[Any, str, datetime], Command]]] 
     "acknowledge": (AcknowledgeBody, _acknowledge),
     "resolve": (ResolveBody, _resolve),
     "snooze": (SnoozeBody, _snooze),
+    "unsnooze": (UnsnoozeBody, _unsnooze),
     "notes": (NoteBody, _note),
 }
 

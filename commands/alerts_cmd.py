@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from alerts.lifecycle import (
+from alerts.alert import Outcome
+from alerts.commands import (
     Acknowledge,
     AddNote,
-    Command,
-    Decision,
-    Outcome,
+    PersonCommand,
     Reassign,
     Resolve,
     Snooze,
+    Unsnooze,
 )
-from alerts.lifecycle_store import apply_command
+from alerts.lifecycle_store import Applied, apply_command
 from alerts.queue import alert_history, list_alerts
 from commands.audit_trail import record_read
 from commands.common import database
@@ -72,8 +72,8 @@ def alerts_history(ctx: click.Context, alert_id: int, as_json: bool) -> None:
     emit(rows, as_json=as_json, title=f"alert {alert_id}")
 
 
-def _apply(ctx: click.Context, alert_id: int, command: Command, as_json: bool) -> None:
-    async def apply(dsn: str) -> Decision:
+def _apply(ctx: click.Context, alert_id: int, command: PersonCommand, as_json: bool) -> None:
+    async def apply(dsn: str) -> Applied:
         async with connect_async(dsn) as conn:
             return await apply_command(conn, alert_id, command, datetime.now(UTC))
 
@@ -125,6 +125,16 @@ def alerts_snooze(
     """Snooze for a time, with a reason (red: one hour at most)."""
     now = datetime.now(UTC)
     _apply(ctx, alert_id, Snooze(by, now, now + timedelta(minutes=minutes), reason), as_json)
+
+
+@alerts.command("unsnooze")
+@click.argument("alert_id", type=int)
+@click.option("--by", required=True, help="Who ends the snooze (staff id).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts_unsnooze(ctx: click.Context, alert_id: int, by: str, as_json: bool) -> None:
+    """End a snooze early: escalation resumes where it paused (recorded in the history)."""
+    _apply(ctx, alert_id, Unsnooze(by, datetime.now(UTC)), as_json)
 
 
 @alerts.command("reassign")

@@ -16,10 +16,14 @@ SELECT channel,
 FROM notifications GROUP BY 1
 
 -- name: escalation_steps
--- Steps fired, and steps due but not fired (overdue: the escalation timer is behind).
-SELECT count(*) FILTER (WHERE fired_at IS NOT NULL) AS fired,
-       count(*) FILTER (WHERE fired_at IS NULL AND due_at < %(now)s) AS overdue
-FROM escalation_steps
+-- Steps fired, and steps due but not fired (overdue: the escalation timer is behind) —
+-- of unresolved alerts escalation owes a look now; not a step withdrawn by a re-plan, nor
+-- one that waits for an acknowledgement or snooze.
+SELECT count(*) FILTER (WHERE s.fired_at IS NOT NULL) AS fired,
+       count(*) FILTER (WHERE s.fired_at IS NULL AND s.withdrawn_at IS NULL
+                          AND s.due_at < %(now)s AND a.state <> 'resolved'
+                          AND a.escalation_due_at < %(now)s) AS overdue
+FROM escalation_steps s JOIN alerts a USING (alert_id)
 
 -- name: quarantine_by_reason
 -- Messages quarantined by reason, each time it was seen.

@@ -314,6 +314,23 @@ async def test_a_nurse_acknowledges_then_resolves_and_a_second_ack_is_refused(
     assert acts[2:] == [("note_alert", True, 200), ("resolve_alert", True, 200)]
 
 
+async def test_a_nurse_ends_a_snooze_early_and_every_attempt_is_audited(
+    api: Api, db_url: str, seeded: dict[str, Any]
+) -> None:
+    red = alert_id(db_url, seeded["deal"], "red")
+    status, body = await post(api, f"alerts/{red}/unsnooze", "deal.mn1")
+    assert (status, body["error"]) == (409, "This alert is not snoozed.")
+    body_in = {"minutes": 30, "reason": "patient at the surgery"}
+    assert (await post(api, f"alerts/{red}/snooze", "deal.mn1", body_in))[0] == 200
+    status, body = await post(api, f"alerts/{red}/unsnooze", "deal.mn1")
+    assert (status, body["event"], body["by"]) == (200, "unsnoozed", "deal.mn1")
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT snoozed_until FROM alerts WHERE alert_id = %s", (red,))
+        assert row.fetchone() == (None,)
+    acts = [(r[1], r[4]) for r in audit_rows(db_url) if r[1].endswith("snooze_alert")]
+    assert acts == [("unsnooze_alert", 409), ("snooze_alert", 200), ("unsnooze_alert", 200)]
+
+
 async def test_nobody_outside_the_team_and_no_patient_acts_on_an_alert(
     api: Api, db_url: str, seeded: dict[str, Any]
 ) -> None:
@@ -386,6 +403,7 @@ async def test_the_openapi_document_is_valid_and_matches_the_routes(api: Api) ->
         "/api/v1/alerts/{alert_id}/acknowledge",
         "/api/v1/alerts/{alert_id}/resolve",
         "/api/v1/alerts/{alert_id}/snooze",
+        "/api/v1/alerts/{alert_id}/unsnooze",
         "/api/v1/alerts/{alert_id}/notes",
         "/api/v1/late-reviews",
         "/api/v1/late-reviews/{review_id}/close",

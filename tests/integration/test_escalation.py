@@ -19,7 +19,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from alerts import escalation_store, notify
-from alerts.lifecycle import Acknowledge
+from alerts.commands import Acknowledge
 from alerts.lifecycle_store import apply_command
 from alerts.teams import load_org_file
 from devices.registry import add_patient
@@ -94,31 +94,52 @@ async def test_each_level_fires_at_its_due_time_and_stops_on_acknowledgement(
             MONDAY_10 + timedelta(seconds=200),
         )
     assert (await tick(db_url, MONDAY_10 + timedelta(seconds=900))).fired == 0
-    # The policy's acknowledgement timeout (30 min) passes: escalation resumes where it
-    # paused — level 3 was 220 s away when acknowledged.
+    # The policy's acknowledgement timeout (30 min) passes: the alert is open again, the
+    # current level (the matron, level 2) is told again at once, and escalation resumes
+    # where it paused — level 3 was 220 s away when acknowledged.
     resumed = MONDAY_10 + timedelta(seconds=200 + 1800)
     result = await tick(db_url, resumed)
-    assert (result.expired, result.fired) == (1, 0)
+    assert (result.expired, result.renotified, result.fired) == (1, 1, 0)
+    assert renotified(db_url, alert) == [
+        ("in_app", "deal"),
+        ("email", "deal.matron1@example.invalid"),
+        ("email", "deal-spa@example.invalid"),  # the team's single point of access
+    ]
     assert (await tick(db_url, resumed + timedelta(seconds=219))).fired == 0
     # level 3 and, the policy repeating once, level 1 again (its delay is 0)
     assert (await tick(db_url, resumed + timedelta(seconds=220))).fired == 2
     assert [level for level, _ in fired(db_url, alert)[-2:]] == [3, 1]
-    with psycopg.connect(db_url) as conn:
-        kinds = [
-            k
-            for (k,) in conn.execute(
-                "SELECT kind FROM alert_events WHERE alert_id = %s ORDER BY event_id", (alert,)
-            )
-        ]
-    assert kinds == [
+    assert kinds(db_url, alert) == [
         "escalation_planned",
         "escalated",
         "escalated",
         "acknowledged",
         "acknowledgement_expired",
+        "notification_requested",
         "escalated",
         "escalated",
     ]
+
+
+def kinds(db_url: str, alert: int) -> list[str]:
+    with psycopg.connect(db_url) as conn:
+        return [
+            k
+            for (k,) in conn.execute(
+                "SELECT kind FROM alert_events WHERE alert_id = %s ORDER BY event_id", (alert,)
+            )
+        ]
+
+
+def renotified(db_url: str, alert: int) -> list[tuple[str, str]]:
+    """The notifications sent to the current level outside a step (keys ``request-…``)."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT channel, target FROM notifications WHERE alert_id = %s"
+            " AND idempotency_key LIKE %s ORDER BY notification_id",
+            (alert, f"alert-{alert}-request-%"),
+        ).fetchall()
+    return [(str(c), str(t)) for c, t in rows]
 
 
 async def test_out_of_hours_alerts_go_to_rapid_response(db_url: str) -> None:
@@ -310,7 +331,7 @@ async def test_the_same_hit_from_two_workers_makes_one_alert(db_url: str) -> Non
     async def worker() -> None:
         async with await psycopg.AsyncConnection.connect(db_url) as conn:
             async with conn.transaction():
-                await write_decisions(conn.cursor(), Decisions(hits=[(patient, hit)]))
+                await write_decisions(conn.cursor(), Decisions(hits=[(patient, hit)]), MONDAY_10)
                 await asyncio.sleep(0.2)  # both transactions overlap
 
     await asyncio.gather(worker(), worker())

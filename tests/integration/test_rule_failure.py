@@ -133,11 +133,11 @@ async def test_a_rule_stage_that_fails_whole_keeps_every_reading_of_the_batch(
     real = alerts.store.write_decisions
     calls = {"n": 0}
 
-    async def failing_once(cur: Any, decisions: Any) -> int:
+    async def failing_once(cur: Any, decisions: Any, now: datetime) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("the alert writer broke")
-        return await real(cur, decisions)
+        return await real(cur, decisions, now)
 
     monkeypatch.setattr(alerts.store, "write_decisions", failing_once)
     at = datetime.now(UTC) - timedelta(minutes=10)

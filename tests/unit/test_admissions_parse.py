@@ -57,10 +57,15 @@ def test_a_wrong_header_or_an_empty_file_is_refused_at_line_1() -> None:
 def test_admission_avoided_is_an_outcome_a_person_resolves_with() -> None:
     from datetime import UTC, datetime
 
-    from alerts.lifecycle import AlertState, Resolve, State, decide
+    from alerts.alert import Alert, Outcome, State
+    from alerts.commands import Resolve
+    from alerts.events import AlertResolved
+    from alerts.lifecycle import handle
+    from alerts.rules.types import Priority
 
-    row = AlertState(State.ACKNOWLEDGED, "red", "nurse.a", None, None, None)
     at = datetime(2026, 12, 1, 9, tzinfo=UTC)
-    resolved = decide(row, Resolve("nurse.a", at, "admission_avoided", "visited at home"))
-    assert resolved.changes["outcome"] == "admission_avoided"
-    assert resolved.event == "resolved"
+    alert = Alert(1, 1, "news2", Priority.RED, at, state=State.ACKNOWLEDGED)
+    resolved, [event] = handle(alert, Resolve("nurse.a", at, "admission_avoided", "at home"), at)
+    assert resolved.outcome is Outcome.ADMISSION_AVOIDED
+    assert isinstance(event, AlertResolved)
+    assert event.data()["outcome"] == "admission_avoided"

@@ -12,6 +12,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from alerts.alert import (
+    Alert,
+    State,
+)
+from alerts.commands import (
+    Acknowledge,
+    AckTimeout,
+    AlertCommand,
+    ConditionCleared,
+    Escalate,
+    RaiseOrUpdate,
+    Resolve,
+    Snooze,
+    Unsnooze,
+)
 from alerts.escalation import (
     EscalationStep,
     effective_due_at,
@@ -22,20 +37,8 @@ from alerts.escalation import (
     plan_steps,
     resolve_targets,
 )
-from alerts.lifecycle import (
-    Acknowledge,
-    AckTimeout,
-    Alert,
-    AlertCommand,
-    ConditionCleared,
-    Escalate,
-    RaiseOrUpdate,
-    Resolve,
-    Snooze,
-    State,
-    Unsnooze,
-    handle,
-)
+from alerts.lifecycle import handle
+from alerts.rules.types import Priority
 from alerts.teams import Calendar, EscalationPolicy, Level, Policy, load_org_file
 from homeward.errors import ValidationError
 
@@ -89,7 +92,7 @@ class Pager:
 
 
 def raised(at: datetime = T0, policy: Policy = RED) -> Pager:
-    hit = RaiseOrUpdate(7, "threshold:systolic_bp:severe", "red", 186.0, at, "systolic 186")
+    hit = RaiseOrUpdate(7, "threshold:systolic_bp:severe", Priority.RED, 186.0, at, "systolic 186")
     alert, _ = handle(None, replace(hit, ack_timeout_s=policy.ack_timeout_s), at)
     return Pager(alert, plan_steps(policy, at))
 
@@ -119,7 +122,7 @@ def test_repeat_cycles_are_numbered_steps() -> None:
         (5, 2, 2, 540),
         (6, 2, 3, 840),
     ]
-    assert steps[2].targets == steps[2].notify == ("role:gp", "role:rapid_response")
+    assert steps[2].targets == ("role:gp", "role:rapid_response")
     again = plan_steps(RED, T0, first_step_no=7)  # e.g. re-planned after amber became red
     assert [x.step_no for x in again] == [7, 8, 9, 10, 11, 12]
 
@@ -228,7 +231,7 @@ def test_out_of_hours_goes_to_the_localitys_rapid_response() -> None:
     plan = plan_alert(ORG, "margate", "red", night)
     assert (plan.team_id, plan.in_hours) == ("thanet-rapid-response", False)
     assert plan.steps[0].targets == ("rota:rapid_response",)
-    people = resolve_targets(ORG, plan.team_id, plan.steps[0].targets, night)
+    people = resolve_targets(ORG, plan.team_id, plan.steps[0].targets, night).people
     assert [p.id for p in people] == ["thanet-rapid-response.rr1"]
     day = plan_alert(ORG, "margate", "red", T0)
     assert (day.team_id, day.in_hours, day.steps[1].targets) == (

@@ -12,47 +12,48 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.lifecycle import (
+from alerts.alert import (
+    Alert,
+    Direction,
+    Hold,
+    IllegalTransition,
+    InvalidCommand,
+    NoSuchAlert,
+    Outcome,
+    State,
+)
+from alerts.commands import (
     Acknowledge,
-    AcknowledgementExpired,
     AckTimeout,
     AddNote,
-    Alert,
-    AlertAcknowledged,
     AlertCommand,
+    ConditionCleared,
+    Escalate,
+    RaiseOrUpdate,
+    Reassign,
+    Resolve,
+    Snooze,
+    SnoozeOver,
+    Unsnooze,
+)
+from alerts.events import (
+    AcknowledgementExpired,
+    AlertAcknowledged,
     AlertEscalated,
     AlertRaised,
     AlertReassigned,
     AlertResolved,
     AlertSnoozed,
-    AlertState,
     AlertUnsnoozed,
     AlertUpdated,
-    Command,
-    ConditionCleared,
     ConditionClearedEvent,
-    Direction,
-    Escalate,
     Event,
-    ExpireAcknowledgement,
-    Hold,
-    IllegalTransition,
-    InvalidCommand,
-    NoSuchAlert,
     NoteAdded,
     NotificationRequested,
-    Outcome,
-    Priority,
-    RaiseOrUpdate,
-    Reassign,
-    RepeatHit,
-    Resolve,
-    Snooze,
-    State,
-    Unsnooze,
-    decide,
-    handle,
+    SnoozeEnded,
 )
+from alerts.lifecycle import handle
+from alerts.rules.types import Priority
 from homeward.errors import Conflict, ValidationError
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -61,7 +62,9 @@ RULE = "threshold:systolic_bp:severe"
 L1 = ("rota:monitoring_nurse",)
 
 
-def hit(value: float = 184.0, at: datetime = NOW, priority: Priority = "red") -> RaiseOrUpdate:
+def hit(
+    value: float = 184.0, at: datetime = NOW, priority: Priority = Priority.RED
+) -> RaiseOrUpdate:
     return RaiseOrUpdate(7, RULE, priority, value, at, f"systolic {value:g}", "high")
 
 
@@ -69,7 +72,7 @@ BASE = Alert(
     42,
     7,
     RULE,
-    "red",
+    Priority.RED,
     NOW - 10 * MIN,
     direction="high",
     message="systolic 184",
@@ -120,6 +123,7 @@ COMMANDS: dict[str, AlertCommand] = {
     "reassign": Reassign("nurse.a", NOW, "matron.b"),
     "note": AddNote("nurse.a", NOW, "left a voicemail"),
     "ack_timeout": AckTimeout(),
+    "snooze_over": SnoozeOver(),
     "escalate": Escalate(2, 2, ("role:community_matron",)),
 }
 
@@ -156,6 +160,7 @@ MATRIX: dict[str, dict[str, Expected]] = {
         "reassign": Allowed(OPN, (AlertReassigned,)),
         "note": Allowed(OPN, (NoteAdded,)),
         "ack_timeout": NOPE,
+        "snooze_over": NOPE,
         "escalate": Allowed(OPN, (AlertEscalated, NOTIFY)),
     },
     "snoozed": {
@@ -168,10 +173,11 @@ MATRIX: dict[str, dict[str, Expected]] = {
         "reassign": Allowed(OPN, (AlertReassigned,)),
         "note": Allowed(OPN, (NoteAdded,)),
         "ack_timeout": NOPE,
+        "snooze_over": NOPE,
         "escalate": NOPE,
     },
     "cleared": {  # latched: still open, still escalating, until a person resolves it
-        "raise": Allowed(OPN, (AlertUpdated,)),
+        "raise": Allowed(OPN, (AlertUpdated, NOTIFY)),  # a new breach: told again
         "clear": Allowed(OPN, ()),
         "acknowledge": Allowed(ACK, (AlertAcknowledged,)),
         "resolve": Allowed(RES, (AlertResolved,)),
@@ -180,6 +186,7 @@ MATRIX: dict[str, dict[str, Expected]] = {
         "reassign": Allowed(OPN, (AlertReassigned,)),
         "note": Allowed(OPN, (NoteAdded,)),
         "ack_timeout": NOPE,
+        "snooze_over": NOPE,
         "escalate": Allowed(OPN, (AlertEscalated, NOTIFY)),
     },
     "acknowledged": {
@@ -192,6 +199,7 @@ MATRIX: dict[str, dict[str, Expected]] = {
         "reassign": Allowed(ACK, (AlertReassigned,)),
         "note": Allowed(ACK, (NoteAdded,)),
         "ack_timeout": NOPE,
+        "snooze_over": NOPE,
         "escalate": NOPE,
     },
     "ack_expired": {  # its time is up but AckTimeout has not been applied yet
@@ -204,6 +212,7 @@ MATRIX: dict[str, dict[str, Expected]] = {
         "reassign": Allowed(ACK, (AlertReassigned,)),
         "note": Allowed(ACK, (NoteAdded,)),
         "ack_timeout": Allowed(OPN, (AcknowledgementExpired, NOTIFY)),
+        "snooze_over": NOPE,
         "escalate": NOPE,
     },
     "resolved": {
@@ -281,7 +290,7 @@ def test_a_hit_for_another_patient_or_rule_is_refused() -> None:
         handle(BASE, replace(hit(), rule_id="news2"), NOW)
 
 
-@pytest.mark.parametrize("priority", ["red", "amber", "technical"])
+@pytest.mark.parametrize("priority", list(Priority))
 def test_every_priority_latches_until_a_person_resolves_it(priority: Priority) -> None:
     alert = replace(BASE, priority=priority)
     cleared, [event] = handle(alert, ConditionCleared(120.0, NOW), NOW)
@@ -297,8 +306,8 @@ def test_every_priority_latches_until_a_person_resolves_it(priority: Priority) -
 
 
 def test_a_higher_priority_withdraws_an_acknowledgement_given_for_a_lower_one() -> None:
-    amber = replace(ACKED, priority="amber", snoozed_until=NOW + 60 * MIN)
-    new, events = handle(amber, hit(priority="red"), NOW)
+    amber = replace(ACKED, priority=Priority.AMBER, snoozed_until=NOW + 60 * MIN)
+    new, events = handle(amber, hit(priority=Priority.RED), NOW)
     assert (new.priority, new.state, new.snoozed_until) == ("red", State.OPEN, None)
     assert all(h.end is not None and h.end <= NOW for h in new.holds)
     updated, notify = events
@@ -306,7 +315,7 @@ def test_a_higher_priority_withdraws_an_acknowledgement_given_for_a_lower_one() 
     assert updated.previous_priority == "amber"
     assert isinstance(notify, NotificationRequested)
     assert notify.targets == L1
-    lower, [event] = handle(BASE, hit(priority="amber"), NOW)  # never downgraded
+    lower, [event] = handle(BASE, hit(priority=Priority.AMBER), NOW)  # never downgraded
     assert lower.priority == "red"
     assert isinstance(event, AlertUpdated)
 
@@ -342,7 +351,7 @@ def test_double_acknowledgement_names_who_did_it() -> None:
     with pytest.raises(IllegalTransition, match=r"already acknowledged by nurse\.z"):
         handle(ACKED, Acknowledge("nurse.b", NOW), NOW)
     with pytest.raises(Conflict, match=r"already acknowledged by nurse\.z"):
-        decide(AlertState(State.ACKNOWLEDGED, "red", "nurse.z"), Acknowledge("nurse.b", NOW))
+        handle(ACKED, Acknowledge("nurse.b", NOW + MIN), NOW + MIN)
 
 
 def test_a_snooze_ends_by_itself_and_a_new_one_replaces_the_old() -> None:
@@ -358,6 +367,24 @@ def test_a_snooze_ends_by_itself_and_a_new_one_replaces_the_old() -> None:
     ended, _ = handle(longer, Unsnooze("n", NOW + 15 * MIN), NOW + 15 * MIN)
     assert ended.holds[-1].end == NOW + 15 * MIN
     assert not ended.is_snoozed(NOW + 15 * MIN)
+    with pytest.raises(IllegalTransition, match="not run out"):
+        handle(longer, SnoozeOver(), NOW + 49 * MIN)
+    over, [event] = handle(longer, SnoozeOver(), NOW + 50 * MIN)  # recorded at its end
+    assert (over.snoozed_until, over.holds) == (None, longer.holds)
+    assert isinstance(event, SnoozeEnded)
+    assert event.until == NOW + 50 * MIN
+
+
+def test_a_new_breach_after_condition_cleared_notifies_the_current_level_again() -> None:
+    cleared, _ = handle(BASE, ConditionCleared(130.0, NOW), NOW)
+    again, events = handle(cleared, hit(182.0, NOW + MIN), NOW + MIN)
+    assert not again.condition_cleared
+    updated, notify = events
+    assert isinstance(updated, AlertUpdated)
+    assert isinstance(notify, NotificationRequested)
+    assert (notify.targets, notify.reason) == (L1, "breached again after the condition had cleared")
+    _, [only] = handle(again, hit(183.0, NOW + 2 * MIN), NOW + 2 * MIN)  # still breached
+    assert isinstance(only, AlertUpdated)
 
 
 def test_the_acknowledgement_timeout_comes_from_the_policy_snapshot() -> None:
@@ -476,82 +503,7 @@ def _at(command: AlertCommand, now: datetime) -> AlertCommand:
             return replace(command, at=now, until=now + 30 * MIN)
         case Escalate(step_no=n):
             return replace(command, step_no=n + int(now.timestamp()) // 60)
-        case AckTimeout():
+        case AckTimeout() | SnoozeOver():
             return command
         case _:
             return replace(command, at=now)
-
-
-# The row-level form (alerts/lifecycle_store.py, alerts/escalation_store.py).
-
-ROW_COMMANDS: dict[str, Command] = {
-    "acknowledge": Acknowledge("nurse.a", NOW, timeout_s=900),
-    "resolve": Resolve("nurse.a", NOW, "advice_given", "phoned"),
-    "snooze": Snooze("nurse.a", NOW, NOW + 30 * MIN, "patient at the surgery"),
-    "reassign": Reassign("nurse.a", NOW, "matron.b"),
-    "note": AddNote("nurse.a", NOW, "left a voicemail"),
-    "expire_ack": ExpireAcknowledgement(NOW),
-    "repeat_hit": RepeatHit(NOW),
-}
-ROWS = {
-    State.OPEN: AlertState(State.OPEN, "amber"),
-    State.ACKNOWLEDGED: AlertState(State.ACKNOWLEDGED, "amber", "nurse.z", NOW - MIN),
-    State.RESOLVED: AlertState(State.RESOLVED, "amber"),
-}
-ROW_MATRIX: dict[State, dict[str, tuple[State, str] | type[Exception]]] = {
-    State.OPEN: {
-        "acknowledge": (ACK, "acknowledged"),
-        "resolve": (RES, "resolved"),
-        "snooze": (OPN, "snoozed"),
-        "reassign": (OPN, "reassigned"),
-        "note": (OPN, "note_added"),
-        "expire_ack": Conflict,
-        "repeat_hit": (OPN, "updated"),
-    },
-    State.ACKNOWLEDGED: {
-        "acknowledge": (ACK, "acknowledged"),  # the earlier one has expired
-        "resolve": (RES, "resolved"),
-        "snooze": (ACK, "snoozed"),
-        "reassign": (ACK, "reassigned"),
-        "note": (ACK, "note_added"),
-        "expire_ack": (OPN, "acknowledgement_expired"),
-        "repeat_hit": (ACK, "updated"),
-    },
-    State.RESOLVED: {
-        **{name: Conflict for name in ROW_COMMANDS if name != "note"},
-        "note": (RES, "note_added"),
-    },
-}
-
-
-@pytest.mark.parametrize(("state", "name"), [(s, n) for s in State for n in ROW_COMMANDS])
-def test_the_row_form_follows_the_same_rules(state: State, name: str) -> None:
-    expected = ROW_MATRIX[state][name]
-    if isinstance(expected, type):
-        with pytest.raises(expected):
-            decide(ROWS[state], ROW_COMMANDS[name])
-        return
-    decision = decide(ROWS[state], ROW_COMMANDS[name])
-    assert State(decision.changes.get("state", state.value)) is expected[0]
-    assert decision.event == expected[1]
-    json.dumps(decision.data)
-
-
-def test_the_row_form_names_the_columns_and_data_the_store_writes() -> None:
-    ack = decide(ROWS[State.OPEN], Acknowledge("nurse.a", NOW, timeout_s=600))
-    assert ack.changes == {
-        "state": "acknowledged",
-        "acknowledged_at": NOW,
-        "acknowledged_by": "nurse.a",
-        "ack_expires_at": NOW + 10 * MIN,
-    }
-    assert (ack.actor, ack.data) == ("nurse.a", {"expires_at": (NOW + 10 * MIN).isoformat()})
-    resolved = decide(ROWS[State.ACKNOWLEDGED], Resolve("nurse.a", NOW, "admitted"))
-    assert resolved.changes["outcome"] == "admitted"
-    assert resolved.changes["ack_expires_at"] is None
-    assert resolved.data == {"outcome": "admitted", "note": None}
-    moved = decide(ROWS[State.OPEN], Reassign("nurse.a", NOW, "matron.b"))
-    assert moved.data == {"from": None, "to": "matron.b"}
-    expired = decide(ROWS[State.ACKNOWLEDGED], ExpireAcknowledgement(NOW))
-    assert expired.changes == {"state": "open", "ack_expires_at": None}
-    assert expired.actor == "escalation"

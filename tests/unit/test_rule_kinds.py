@@ -218,8 +218,10 @@ def test_slope_rule_is_off_by_default_and_can_be_switched_on() -> None:
     assert slopes[-1].details["slope_per_day"] == pytest.approx(0.3)
 
 
-def test_hits_of_one_batch_are_merged_per_patient_and_rule() -> None:
-    from alerts.store import merge_hits
+def test_a_batch_is_decided_per_patient_and_rule_in_measurement_order() -> None:
+    from alerts.engine import Decisions
+    from alerts.rules.types import Cleared
+    from alerts.store import decide_in_order, in_measurement_order
 
     def hit(minute: int, value: float, priority: Priority = Priority.AMBER) -> RuleHit:
         return RuleHit(
@@ -233,19 +235,37 @@ def test_hits_of_one_batch_are_merged_per_patient_and_rule() -> None:
             "high",
         )
 
-    merged = merge_hits(
-        [(1, hit(0, 182)), (2, hit(0, 150)), (1, hit(2, 176, Priority.RED)), (1, hit(1, 199))]
+    # Hits and clearances arrive in separate lists; measured: 0, 1 (clear), 2, 3, 4 (clear)
+    decisions = Decisions(
+        hits=[(1, hit(0, 182)), (2, hit(0, 150)), (1, hit(3, 176, Priority.RED)), (1, hit(2, 199))],
+        clears=[(1, Cleared("t:sbp", T0 + timedelta(minutes=1), 130.0))],
     )
-    one, two = merged
-    assert (one.patient_id, one.count, one.first.value, one.latest.value, one.worst_value) == (
-        1,
+    groups = in_measurement_order(decisions)
+    assert [i.at.minute for i in groups[(1, "t:sbp")]] == [0, 1, 2, 3]
+    one = decide_in_order((1, "t:sbp"), groups[(1, "t:sbp")], None, T0)
+    assert one is not None
+    alert = one.alert
+    assert (alert.count, alert.first_value, alert.latest_value, alert.worst_value) == (
         3,
         182,
         176,
         199,
     )
-    assert one.latest.priority is Priority.RED
-    assert (two.patient_id, two.count) == (2, 1)
+    assert alert.priority is Priority.RED
+    assert not alert.condition_cleared  # the recovery at minute 1 came before two breaches
+    assert [(e.kind, getattr(e, "hits", None)) for e in one.events] == [
+        ("raised", 1),
+        ("condition_cleared", None),
+        ("updated", 2),  # 199, then 176 red: one event, naming the rise
+    ]
+    assert one.events[-1].previous_priority is Priority.AMBER  # type: ignore[attr-defined]
+    later = Decisions(clears=[(1, Cleared("t:sbp", T0 + timedelta(minutes=4), 128.0))])
+    cleared = decide_in_order((1, "t:sbp"), in_measurement_order(later)[(1, "t:sbp")], alert, T0)
+    assert cleared is not None
+    assert cleared.alert.condition_cleared
+    two = decide_in_order((2, "t:sbp"), groups[(2, "t:sbp")], None, T0)
+    assert two is not None
+    assert two.alert.count == 1
 
 
 _VITALS = {

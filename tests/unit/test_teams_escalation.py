@@ -95,16 +95,15 @@ def test_out_of_hours_goes_to_rapid_response() -> None:
 def test_who_is_on_duty() -> None:
     weekday = london(2026, 11, 23, 10, 0)
     weekend = london(2026, 11, 21, 10, 0)
-    nurse = resolve_targets(ORG, "deal", ("rota:monitoring_nurse",), weekday)
+    nurse = resolve_targets(ORG, "deal", ("rota:monitoring_nurse",), weekday).people
     assert [s.id for s in nurse] == ["deal.mn1"]
-    assert [s.id for s in resolve_targets(ORG, "deal", ("rota:monitoring_nurse",), weekend)] == [
-        "deal.mn2"
-    ]
+    weekend_nurse = resolve_targets(ORG, "deal", ("rota:monitoring_nurse",), weekend).people
+    assert [s.id for s in weekend_nurse] == ["deal.mn2"]
     night = resolve_targets(
         ORG, "skc-rapid-response", ("rota:rapid_response",), london(2026, 11, 24, 2, 0)
-    )  # the shift that began at 18:30
+    ).people  # the shift that began at 18:30
     assert [s.id for s in night] == ["skc-rapid-response.rr1"]
-    gp_and_rapid = resolve_targets(ORG, "deal", ("role:gp", "role:rapid_response"), weekday)
+    gp_and_rapid = resolve_targets(ORG, "deal", ("role:gp", "role:rapid_response"), weekday).people
     assert {s.id for s in gp_and_rapid} == {
         "deal.gp1",
         "deal.gp2",
@@ -150,8 +149,20 @@ def test_technical_alerts_go_first_to_the_patients_named_coordinator() -> None:
         policy.levels[0].notify,
         london(2026, 11, 23, 10, 0),
         care_coordinator="deal.cc1",
-    )
+    ).people
     assert [s.id for s in named] == ["deal.cc1"]
     assert (
-        resolve_targets(ORG, "deal", policy.levels[0].notify, london(2026, 11, 23, 10, 0)) == []
+        resolve_targets(ORG, "deal", policy.levels[0].notify, london(2026, 11, 23, 10, 0)).people
+        == ()
     )  # none named: the next level
+
+
+def test_a_target_that_no_longer_exists_is_named_not_raised() -> None:
+    found = resolve_targets(
+        ORG, "deal", ("person:deal.gone", "rota:monitoring_nurse"), london(2026, 11, 23, 10, 0)
+    )
+    assert [s.id for s in found.people] == ["deal.mn1"]
+    assert found.missing == ("person:deal.gone",)
+    assert resolve_targets(ORG, "nowhere", ("role:gp",), london(2026, 11, 23, 10, 0)).missing == (
+        "team:nowhere",
+    )

@@ -83,7 +83,8 @@ def drain_with_workers(
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE readings")
         conn.execute(
-            "TRUNCATE alerts, alert_events, escalation_steps, notifications, notification_attempts"
+            "TRUNCATE alerts, alert_events, escalation_steps, notifications,"
+            " notification_attempts, notify_requests"
         )
         conn.commit()
     publish_all(settings, messages)
