@@ -87,8 +87,9 @@ class Observation(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """An :class:`Observation` made by hand (tests, the rule-cost benchmark)."""
+class ManualObservation:
+    """An :class:`Observation` made by hand (tests, the rule-cost benchmark). Not
+    ``homeward.domain.Reading``, which is one metric of a device's message."""
 
     patient_id: int
     metric: str

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from api import actions, device_ingest, late, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from api.fhir import handlers as fhir
-from api.openapi import Operation, document
+from api.openapi import Handler, Operation, document
 from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
 from api.problems import problem, secure
 from api.ratelimit import AnonymousAuditLimit
@@ -37,7 +37,6 @@ StatusProvider = Callable[[], dict[str, Any]]
 STATUS: web.AppKey[StatusProvider] = web.AppKey("status")
 API_PREFIX = "/api/v1/"
 OPENAPI_PATH = f"{API_PREFIX}openapi.json"  # public: the API's shape, no patient data
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[str, int, float], None]  # route, status, seconds
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text format
 Clock = Callable[[], float]

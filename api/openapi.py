@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 import homeward
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]  # the one in api/
 _REF = "#/components/schemas/{model}"
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "nhs_number": {

@@ -36,7 +36,7 @@ from ingest.writer import BatchResult, BatchStore, Item, StoredReading
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[list[StoredReading]], Awaitable[None]]
+BatchHandler = Callable[[list[StoredReading]], Awaitable[None]]
 _PARSE_SLICE = 16  # messages validated ahead between looks at the database's replies
 
 
@@ -67,7 +67,7 @@ class IngestPipeline:
         store: BatchStore,
         ack: Callable[[list[Inbound]], int],
         *,
-        handlers: tuple[Handler, ...] = (),
+        handlers: tuple[BatchHandler, ...] = (),
         pause: Callable[[], None] = lambda: None,
         resume: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,

@@ -41,7 +41,7 @@ from homeward.heap import settle_after_start
 from ingest.http_source import HttpSource
 from ingest.membership import Membership
 from ingest.mqtt_source import Inbound, MqttSource
-from ingest.pipeline import Handler, IngestPipeline
+from ingest.pipeline import BatchHandler, IngestPipeline
 from ingest.quarantine_gate import QuarantineGate
 from ingest.writer import BatchStore
 from service.identity import IdentityLock
@@ -66,7 +66,7 @@ class HomewardService:
         self,
         settings: Settings,
         *,
-        handlers: tuple[Handler, ...] = (),
+        handlers: tuple[BatchHandler, ...] = (),
         rules: bool = True,
         own_process: bool = False,
     ) -> None:

@@ -8,7 +8,7 @@ empty Bundle. Errors are OperationOutcomes (``outcomes`` middleware in api/app.p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from api import views
 from api.fhir import intake, resources, search
 from api.fhir.capability import capability_statement
+from api.openapi import Handler
 from homeward.db.queries import load_queries
 
 PREFIX = "/fhir"
@@ -34,7 +35,6 @@ _OBSERVATIONS = {
     )
     for descending in (False, True)
 }
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def fhir_response(body: Any, status: int = 200) -> web.Response:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.adherence import retake_candidates
-from alerts.engine import PatientSnapshot, Reading, RuleEngine
+from alerts.engine import ManualObservation, PatientSnapshot, RuleEngine
 from alerts.quality import questionable, questioning, retake_message
 from alerts.store import retake_feedback
 
@@ -55,8 +55,8 @@ def engine_for(conditions: tuple[str, ...]) -> RuleEngine:
 def test_a_questionable_severe_reading_raises_no_alarm_and_asks_its_device_for_a_retake() -> None:
     engine = engine_for(("hypertension",))
     flagged = [
-        Reading(1, "systolic_bp", T0, 192.0, device_id="bp-1", flags=("cuff_fit",)),
-        Reading(1, "diastolic_bp", T0, 96.0, device_id="bp-1", flags=("cuff_fit",)),
+        ManualObservation(1, "systolic_bp", T0, 192.0, device_id="bp-1", flags=("cuff_fit",)),
+        ManualObservation(1, "diastolic_bp", T0, 96.0, device_id="bp-1", flags=("cuff_fit",)),
     ]
     decisions = engine.evaluate(flagged)
     assert decisions.hits == []
@@ -66,7 +66,7 @@ def test_a_questionable_severe_reading_raises_no_alarm_and_asks_its_device_for_a
     ]
     assert "systolic_bp" not in engine.patients[1].series  # no part of any window
     # the good retake is judged as any reading: severe, red, to the device that took it
-    retake = Reading(1, "systolic_bp", T0 + timedelta(minutes=3), 186.0, device_id="bp-1")
+    retake = ManualObservation(1, "systolic_bp", T0 + timedelta(minutes=3), 186.0, device_id="bp-1")
     hits = engine.evaluate([retake]).hits
     assert {(h.rule_id, h.device_id) for _, h in hits} == {
         ("threshold:systolic_bp:severe", "bp-1"),
@@ -76,7 +76,7 @@ def test_a_questionable_severe_reading_raises_no_alarm_and_asks_its_device_for_a
 
 def test_a_questionable_reading_never_completes_a_news2_set() -> None:
     engine = engine_for(("post_discharge",))
-    reading = Reading(1, "spo2", T0, 84.0, device_id="ox-1", flags=("low_perfusion",))
+    reading = ManualObservation(1, "spo2", T0, 84.0, device_id="ox-1", flags=("low_perfusion",))
     decisions = engine.evaluate([reading])
     assert decisions.hits == []
     assert engine.patients[1].news2_latest == {}
@@ -85,7 +85,7 @@ def test_a_questionable_reading_never_completes_a_news2_set() -> None:
 
 def test_a_late_questionable_reading_asks_for_no_retake() -> None:
     engine = engine_for(("hypertension",))
-    late = Reading(
+    late = ManualObservation(
         1, "systolic_bp", T0, 200.0, late=True, device_id="bp-1", flags=("questionable",)
     )
     decisions = engine.evaluate([late])
@@ -97,8 +97,8 @@ def test_one_retake_request_per_device_and_measurement() -> None:
     flags = ("irregular_pulse", "body_movement")
     decisions = engine.evaluate(
         [
-            Reading(1, "systolic_bp", T0, 150.0, device_id="bp-1", flags=flags),
-            Reading(1, "diastolic_bp", T0, 96.0, device_id="bp-1", flags=flags),
+            ManualObservation(1, "systolic_bp", T0, 150.0, device_id="bp-1", flags=flags),
+            ManualObservation(1, "diastolic_bp", T0, 96.0, device_id="bp-1", flags=flags),
         ]
     )
     [request] = retake_feedback(decisions.retakes)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.engine import PatientSnapshot, Reading, RuleEngine
+from alerts.engine import ManualObservation, PatientSnapshot, RuleEngine
 from alerts.rules.threshold import ThresholdRule, ThresholdState, evaluate_threshold
 from alerts.rules.trend import (
     BaselineRule,
@@ -156,7 +156,10 @@ def test_decisions_do_not_depend_on_batching_or_interleaving(
     raw: list[tuple[int, str, int, float]], data: st.DataObject
 ) -> None:
     readings = sorted(
-        (Reading(pid, metric, T0 + timedelta(hours=h), value) for pid, metric, h, value in raw),
+        (
+            ManualObservation(pid, metric, T0 + timedelta(hours=h), value)
+            for pid, metric, h, value in raw
+        ),
         key=lambda r: r.time,
     )
     whole = engine_for().evaluate(readings)
@@ -176,7 +179,7 @@ def test_decisions_do_not_depend_on_batching_or_interleaving(
 def test_late_data_never_raises_an_alert(values: list[float]) -> None:
     engine = engine_for()
     out = engine.evaluate(
-        Reading(1, "systolic_bp", T0 + timedelta(minutes=i), v, late=True)
+        ManualObservation(1, "systolic_bp", T0 + timedelta(minutes=i), v, late=True)
         for i, v in enumerate(values)
     )
     assert out.hits == []
@@ -190,10 +193,12 @@ def test_news2_from_a_vital_set_within_the_window() -> None:
     at = T0
     out = engine.evaluate(
         [
-            Reading(1, "spo2", at, 85, on_oxygen=True, consciousness="A"),
-            Reading(1, "heart_rate", at + timedelta(minutes=1), 118),
-            Reading(1, "body_temperature", at + timedelta(minutes=2), 38.6),
-            Reading(1, "systolic_bp", at + timedelta(hours=3), 125),  # outside the 15 min window
+            ManualObservation(1, "spo2", at, 85, on_oxygen=True, consciousness="A"),
+            ManualObservation(1, "heart_rate", at + timedelta(minutes=1), 118),
+            ManualObservation(1, "body_temperature", at + timedelta(minutes=2), 38.6),
+            ManualObservation(
+                1, "systolic_bp", at + timedelta(hours=3), 125
+            ),  # outside the 15 min window
         ]
     )
     news2 = [hit for _, hit in out.hits if hit.rule_id == "news2"]
@@ -206,7 +211,9 @@ def test_news2_from_a_vital_set_within_the_window() -> None:
 
 
 def test_slope_rule_is_off_by_default_and_can_be_switched_on() -> None:
-    readings = [Reading(1, "body_weight", T0 + timedelta(days=d), 80 + 0.3 * d) for d in range(7)]
+    readings = [
+        ManualObservation(1, "body_weight", T0 + timedelta(days=d), 80 + 0.3 * d) for d in range(7)
+    ]
     off = RuleEngine()
     off.load(PatientSnapshot(1, 0, ("heart_failure",), {}, [], frozenset()))
     assert not [h for _, h in off.evaluate(readings).hits if h.kind == "slope"]
@@ -327,7 +334,7 @@ def test_engine_news2_matches_scoring_the_fresh_vital_set(scale: int, steps: lis
                 **{k: fresh.get(k) for k in _VITALS},
             )
         )
-        out = engine.evaluate([Reading(1, metric, at, value, False, oxygen, level)])
+        out = engine.evaluate([ManualObservation(1, metric, at, value, False, oxygen, level)])
         news2 = [hit for _, hit in out.hits if hit.rule_id == "news2"]
         if expected.band is Band.LOW:
             assert news2 == []

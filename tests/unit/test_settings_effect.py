@@ -26,11 +26,11 @@ from alerts.adherence import (
     silences_for,
 )
 from alerts.careplans import RuleConfig, apply_overrides, template_ruleset
-from alerts.engine import PatientSnapshot, Reading, RuleEngine
+from alerts.engine import ManualObservation, PatientSnapshot, RuleEngine
 from homeward.errors import ValidationError
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-Decision = tuple[str, ...]
+Verdict = tuple[str, ...]
 
 
 def _at(hours: float) -> datetime:
@@ -44,12 +44,14 @@ class Vitals:
 
     readings: Sequence[tuple[float, str, float] | tuple[float, str, float, bool]]
 
-    def decide(self, conditions: Sequence[str], overrides: Mapping[str, Any]) -> set[Decision]:
+    def decide(self, conditions: Sequence[str], overrides: Mapping[str, Any]) -> set[Verdict]:
         engine = RuleEngine()
         engine.load(PatientSnapshot(1, 1, tuple(conditions), overrides, [], frozenset()))
-        out: set[Decision] = set()
+        out: set[Verdict] = set()
         for hours, metric, value, *oxygen in self.readings:
-            reading = Reading(1, metric, _at(hours), value, on_oxygen=oxygen[0] if oxygen else None)
+            reading = ManualObservation(
+                1, metric, _at(hours), value, on_oxygen=oxygen[0] if oxygen else None
+            )
             decisions = engine.evaluate([reading])
             at = f"{hours:g}h"
             out |= {("hit", h.rule_id, h.priority.value, at) for _, h in decisions.hits}
@@ -68,7 +70,7 @@ class Adherence:
     # questionable readings still waiting for a good retake: (metric, measured, device, flags)
     pending: Sequence[tuple[str, datetime, str, tuple[str, ...]]] = ()
 
-    def decide(self, conditions: Sequence[str], overrides: Mapping[str, Any]) -> set[Decision]:
+    def decide(self, conditions: Sequence[str], overrides: Mapping[str, Any]) -> set[Verdict]:
         schedules = {1: schedules_for(list(conditions), overrides)}
         last = {(1, metric): at for metric, at in self.last.items()}
         found = missed_candidates(schedules, last, self.now)
@@ -388,7 +390,9 @@ def test_the_cusum_rule_runs_cusum_and_says_so() -> None:
     engine.load(PatientSnapshot(1, 1, HF, rules, [], frozenset()))
     hits = []
     for hours, metric, value, *_ in SHIFT.readings:
-        hits += [h for _, h in engine.evaluate([Reading(1, metric, _at(hours), value)]).hits]
+        hits += [
+            h for _, h in engine.evaluate([ManualObservation(1, metric, _at(hours), value)]).hits
+        ]
     assert [(h.rule_id, h.details["method"]) for h in hits] == [
         ("baseline:body_weight:cusum", "cusum")
     ]

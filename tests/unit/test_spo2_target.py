@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alerts.careplans import ThresholdRuleConfig, effective_rules
-from alerts.engine import PatientSnapshot, Reading, RuleEngine
+from alerts.engine import ManualObservation, PatientSnapshot, RuleEngine
 from alerts.rules.types import Priority
 from homeward.errors import ValidationError
 
@@ -19,7 +19,9 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 HYPERCAPNIC = {"spo2_target": {"low": 88, "high": 92, "scale": 2}}
 
 
-def hits(conditions: tuple[str, ...], overrides: dict[str, Any], *readings: Reading) -> list[Any]:
+def hits(
+    conditions: tuple[str, ...], overrides: dict[str, Any], *readings: ManualObservation
+) -> list[Any]:
     engine = RuleEngine()
     engine.load(PatientSnapshot(1, 1, conditions, overrides, [], frozenset()))
     out = []
@@ -28,8 +30,8 @@ def hits(conditions: tuple[str, ...], overrides: dict[str, Any], *readings: Read
     return out
 
 
-def spo2(value: float, minutes: float = 0, oxygen: bool | None = False) -> Reading:
-    return Reading(1, "spo2", T0 + timedelta(minutes=minutes), value, on_oxygen=oxygen)
+def spo2(value: float, minutes: float = 0, oxygen: bool | None = False) -> ManualObservation:
+    return ManualObservation(1, "spo2", T0 + timedelta(minutes=minutes), value, on_oxygen=oxygen)
 
 
 def test_copd_without_a_recorded_target_asks_for_it_instead_of_alarming() -> None:
@@ -40,7 +42,7 @@ def test_copd_without_a_recorded_target_asks_for_it_instead_of_alarming() -> Non
 
 
 def test_without_a_target_news2_is_partial_without_spo2_and_the_floor_still_alarms() -> None:
-    pulse = Reading(1, "heart_rate", T0, 135)  # 3
+    pulse = ManualObservation(1, "heart_rate", T0, 135)  # 3
     found = hits(("copd",), {}, pulse, spo2(86, 1))
     news2 = [h for h in found if h.rule_id == "news2"]
     assert news2
@@ -77,8 +79,8 @@ SCALE_2 = [
 
 @pytest.mark.parametrize(("value", "oxygen", "points"), SCALE_2)
 def test_scale_2_scores_as_the_rcp_chart(value: float, oxygen: bool, points: int) -> None:
-    pulse = Reading(1, "heart_rate", T0, 120)  # 2
-    temperature = Reading(1, "body_temperature", T0, 38.5)  # 1
+    pulse = ManualObservation(1, "heart_rate", T0, 120)  # 2
+    temperature = ManualObservation(1, "body_temperature", T0, 38.5)  # 1
     overrides = {**HYPERCAPNIC, "news2": {"amber_at": 1}}  # every score alerts: read it
     found = hits(("copd",), overrides, pulse, temperature, spo2(value, 1, oxygen))
     news2 = [h for h in found if h.rule_id == "news2"][-1]

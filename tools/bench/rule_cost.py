@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import psutil
 
-from alerts.engine import PatientSnapshot, Reading, RuleEngine
+from alerts.engine import ManualObservation, PatientSnapshot, RuleEngine
 from homeward.heap import restored_afterwards, settle_after_start
 
 CONDITIONS = ("heart_failure", "copd", "hypertension", "type2_diabetes", "post_discharge")
@@ -74,7 +74,7 @@ def _time_evaluation(
 ) -> list[float]:
     names = list(METRICS)
     batch = [
-        Reading(
+        ManualObservation(
             rng.randrange(patients),
             metric := rng.choice(names),
             now + timedelta(seconds=i),
@@ -88,7 +88,7 @@ def _time_evaluation(
     timings = []
     for rep in range(repetitions):
         shifted = [  # each repetition continues in time, as live data would
-            Reading(
+            ManualObservation(
                 r.patient_id, r.metric, r.time + timedelta(days=rep), r.value, False, False, "A"
             )
             for r in batch
