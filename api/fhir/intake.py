@@ -8,6 +8,7 @@ is quarantined as it was sent.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -52,6 +53,13 @@ async def _take(request: web.Request, device: str, body: bytes) -> tuple[int, Js
     return status, _outcome("information", f"{posted.verdict}: {posted.readings} reading(s)")
 
 
+async def _entry(request: web.Request, device: str, entry: Any) -> tuple[int, Json]:
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
+        return 422, _outcome("error", "only Observation entries are taken")
+    return await _take(request, device, orjson.dumps(resource))
+
+
 async def post_observation(request: web.Request) -> web.Response:
     try:
         device = await device_ingest.device_of(request, None)
@@ -79,21 +87,14 @@ async def post_bundle(request: web.Request) -> web.Response:
             or kind not in ("batch", "transaction")
         ):
             return problem(400, "POST /fhir takes a Bundle of type batch or transaction")
-        entries = []
-        for entry in bundle.get("entry") or []:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
-                entries.append(
-                    {
-                        "response": {
-                            "status": "422",
-                            "outcome": _outcome("error", "only Observation entries are taken"),
-                        }
-                    }
-                )
-                continue
-            status, outcome = await _take(request, device, orjson.dumps(resource))
-            entries.append({"response": {"status": str(status), "outcome": outcome}})
+        # Every entry is queued before any is awaited, so they share the same batches
+        # (in the Bundle's order) instead of waiting for a COMMIT each.
+        answers = await asyncio.gather(
+            *(_entry(request, device, entry) for entry in bundle.get("entry") or [])
+        )
+        entries = [
+            {"response": {"status": str(status), "outcome": outcome}} for status, outcome in answers
+        ]
     except device_ingest.Answer as answer:
         return answer.response
     reply = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": entries}
