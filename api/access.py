@@ -39,6 +39,8 @@ CLINICAL_ROLES = frozenset(
         "care_coordinator",
     }
 )
+# Who may change a patient's thresholds: the clinicians who prescribe (docs/web.md).
+PRESCRIBING_ROLES = frozenset({"gp", "community_matron"})
 TOKEN_PREFIX = "hw_"  # makes a leaked token easy to recognise (secret scanners)
 
 
@@ -135,6 +137,17 @@ def may_close_late_review(who: Principal, patient: PatientRef) -> Decision:
     if who.team_id is not None and who.team_id == patient.team_id:
         return Decision(True, "patient of the team")
     return Decision(False, "not a patient of the team")
+
+
+def may_change_rules(who: Principal, patient: PatientRef) -> Decision:
+    """Change a patient's thresholds: a prescribing clinician (GP, community matron) who
+    may read the patient's record."""
+    read = may_read_patient(who, patient)
+    if not read.allowed or who.kind is Kind.PATIENT:
+        return Decision(False, read.reason if not read.allowed else "patients do not")
+    if not who.roles & PRESCRIBING_ROLES:
+        return Decision(False, f"role {who.role} does not prescribe")
+    return Decision(True, read.reason)
 
 
 def new_token() -> str:

@@ -313,11 +313,18 @@ async def patient_alerts(request: web.Request) -> web.Response:
     return json_response({"patient": _patient_view(patient), "alerts": rows})
 
 
-async def queue(request: web.Request) -> web.Response:
-    """The team's unresolved alerts, red first then oldest first, each with its age."""
-    who, conn = request[PRINCIPAL], request[CONN]
-    params = QueueQuery.from_query(request.query)
-    team = params.team or who.team_id
+async def read_queue(
+    conn: psycopg.AsyncConnection[Any],
+    who: Principal,
+    *,
+    team: str | None,
+    state: str | None,
+    limit: int,
+) -> tuple[str, str]:
+    """The team's unresolved alerts as a JSON array (built by PostgreSQL), red first then
+    oldest first, each with its age; audited. ``Refused`` (403) when the caller may not
+    read that queue. Shared by the API and the web app's queue page."""
+    team = team or who.team_id
     decision = (
         may_read_queue(who, team) if team else Decision(False, "no team to show the queue of")
     )
@@ -337,8 +344,8 @@ async def queue(request: web.Request) -> web.Response:
         covered = [t for (t,) in await cur.fetchall()]
         args: dict[str, Any] = {
             "team_id": team,
-            "state": params.state,
-            "limit": params.limit,
+            "state": state,
+            "limit": limit,
             "now": datetime.now(UTC),
         }
         if covered:
@@ -355,6 +362,15 @@ async def queue(request: web.Request) -> web.Response:
         status=200,
         team_id=team,
         detail={"patients": sorted(patients)},
+    )
+    return team, alerts_json
+
+
+async def queue(request: web.Request) -> web.Response:
+    """The team's unresolved alerts, red first then oldest first, each with its age."""
+    params = QueueQuery.from_query(request.query)
+    team, alerts_json = await read_queue(
+        request[CONN], request[PRINCIPAL], team=params.team, state=params.state, limit=params.limit
     )
     body = b'{"team":%s,"alerts":%s}' % (orjson.dumps(team), alerts_json.encode())
     return web.Response(body=body, content_type="application/json")

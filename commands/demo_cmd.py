@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import secrets
 import signal
 import threading
 import time
@@ -87,6 +89,45 @@ def demo_api_access(dsn: str, patient: SimPatient, base: str) -> str:
     )
 
 
+def demo_web_access(dsn: str, patient: SimPatient, web: str, mqtt_url: str, state_dir: Path) -> str:
+    """Sign-ins for the web app — the patient's monitoring nurse, a GP of their team and
+    the patient — with passwords fresh for this run (older sessions end), printed and
+    written to ``<state dir>/demo.json`` for scripts, with a device of the patient's."""
+    from web.store import set_password
+
+    now = datetime.now(UTC)
+    users: dict[str, dict[str, str]] = {}
+    with psycopg.connect(dsn) as conn:
+        for key, role in (("nurse", "monitoring_nurse"), ("clinician", "gp")):
+            row = conn.execute(
+                "SELECT staff_id FROM staff WHERE team_id = %s AND %s = ANY(roles)"
+                " ORDER BY staff_id LIMIT 1",
+                (patient.team, role),
+            ).fetchone()
+            if row is not None:
+                users[key] = {"username": row[0], "password": secrets.token_urlsafe(12)}
+        users["patient"] = {"username": patient.nhs_number, "password": secrets.token_urlsafe(12)}
+        for key, user in users.items():
+            if key == "patient":
+                set_password(conn, now=now, password=user["password"], nhs_number=user["username"])
+            else:
+                set_password(conn, now=now, password=user["password"], staff_id=user["username"])
+    doc = {
+        "web": web,
+        "mqtt": mqtt_url,  # the demo's broker takes devices without credentials
+        "users": users,
+        "example_device": patient.devices[0].device_id if patient.devices else None,
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / "demo.json"
+    target.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    target.chmod(0o600)  # passwords inside
+    lines = [f"  web app:     {web}/  (sign-ins also in {target})"]
+    for key, user in users.items():
+        lines.append(f"    {key:<10} user {user['username']:<16} password {user['password']}")
+    return "\n".join(lines) + "\n"
+
+
 def counts(dsn: str) -> tuple[int, int, int]:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -146,7 +187,9 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
     ready = asyncio.Event()
     service_task = asyncio.create_task(service.run(stop, ready=ready), name="service")
     await ready.wait()
-    api = demo_api_access(dsn, fleet[0], f"http://{settings.http_host}:{service.http_port}")
+    base = f"http://{settings.http_host}:{service.http_port}"
+    api = demo_api_access(dsn, fleet[0], base)
+    web = demo_web_access(dsn, fleet[0], base, settings.mqtt_url or "", settings.state_dir)
     click.echo(
         f"\nHomeward demo is running ({options.patients} patients, a simulated day every "
         f"{options.day_s:.0f} s, {'' if first_run else 'resumed, '}Ctrl-C to stop).\n"
@@ -156,7 +199,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
         f"  quarantine:  .venv/bin/homeward quarantine list\n"
         f"  patients:    .venv/bin/homeward patient list\n"
         f"  alerts:      .venv/bin/homeward alerts list   (then: alerts ack ID --by deal.mn1)\n"
-        f"{api}"
+        f"{web}{api}"
     )
     sim_stop = threading.Event()
     sim_task = asyncio.create_task(

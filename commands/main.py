@@ -27,6 +27,7 @@ from commands.rules_cmd import rules
 from commands.run_cmd import run
 from commands.simulate_cmd import simulate
 from commands.teams_cmd import teams
+from commands.web_cmd import patient_set_password, staff
 from homeward.config import Settings, invalid_settings
 from homeward.db.connect import connect
 from homeward.errors import ConfigurationError, HomewardError
@@ -319,6 +320,8 @@ cli.add_command(token)
 cli.add_command(audit)
 cli.add_command(admissions)
 cli.add_command(late_reviews)
+cli.add_command(staff)
+patient.add_command(patient_set_password)
 
 
 if __name__ == "__main__":

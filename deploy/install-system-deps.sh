@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the machine packages Homeward's embedded defaults need, when they are missing:
-# PostgreSQL server binaries and Mosquitto (Debian/Ubuntu, as root). Idempotent.
+# PostgreSQL server binaries and Mosquitto, Node.js's npm (the web app's front-end
+# packages, `npm ci`) and Chromium (the browser tests) (Debian/Ubuntu, as root). Idempotent.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,12 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
 fi
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
   need+=(mosquitto)
+fi
+if ! command -v npm >/dev/null; then
+  need+=(npm)
+fi
+if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+  need+=(chromium)
 fi
 if ! command -v setpriv >/dev/null; then
   need+=(util-linux)

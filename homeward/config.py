@@ -147,6 +147,27 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(default=None, description="smtp://user:pass@host:port")
     mail_from: str = "homeward@localhost"
 
+    # Web app (docs/web.md)
+    web_session_idle_s: int = Field(
+        default=30 * 60, ge=60, le=24 * 3600, description="a session ends after this long unused"
+    )
+    web_session_max_s: int = Field(
+        default=12 * 3600, ge=300, le=7 * 24 * 3600, description="and this long after sign-in"
+    )
+    web_sign_in_failures: int = Field(
+        default=5, ge=1, le=100, description="failed sign-ins per user name in the window"
+    )
+    web_sign_in_window_s: int = Field(default=15 * 60, ge=10, le=24 * 3600)
+    web_secure_cookies: bool = Field(
+        default=False,
+        description="mark cookies Secure even on plain HTTP (behind a TLS-terminating proxy);"
+        " over TLS they always are",
+    )
+    web_assets_dir: Path | None = Field(
+        default=None,
+        description="nhsuk-frontend's dist/nhsuk (default: node_modules beside the code)",
+    )
+
     # Storage (TimescaleDB, when present)
     compress_after_days: int = Field(default=7, ge=1)
     retention_days: int | None = Field(default=None, ge=1)

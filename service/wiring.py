@@ -1,4 +1,5 @@
-"""The long-running service: MQTT source → pipeline → database, plus the HTTP API.
+"""The long-running service: MQTT source → pipeline → database, plus the HTTP API and
+the web app.
 
 Start-up runs in an order that either ends serving or ends the process with one line
 saying what to fix (service/startup.py): the organisation file is read, the HTTP port
@@ -55,6 +56,7 @@ from service.startup import (
     instance_name,
     read_teams_file,
 )
+from web.app import setup as setup_web
 
 log = logging.getLogger(__name__)
 POOL_MAX_SIZE = 10  # the HTTP API's requests and the timers share these connections
@@ -248,18 +250,16 @@ class HomewardService:
         pool = AsyncConnectionPool(s.dsn, min_size=1, max_size=POOL_MAX_SIZE, open=False)
         await pool.open()
         stack.push_async_callback(self._bounded, "database pool", lambda: pool.close(timeout=1))
-        runner = ApiRunner(
-            create_app(
-                pool,
-                self.status,
-                ingest=self.http_ingest,
-                device_posts_per_minute=s.device_posts_per_minute,
-                metrics=lambda: self.metrics.render(pool),
-                observe=self.metrics.observe_request,
-            ),
-            access_log=None,
-            shutdown_timeout=_HTTP_SHUTDOWN_S,
+        app = create_app(
+            pool,
+            self.status,
+            ingest=self.http_ingest,
+            device_posts_per_minute=s.device_posts_per_minute,
+            metrics=lambda: self.metrics.render(pool),
+            observe=self.metrics.observe_request,
         )
+        setup_web(app, s)
+        runner = ApiRunner(app, access_log=None, shutdown_timeout=_HTTP_SHUTDOWN_S)
         await runner.setup()
         stack.push_async_callback(self._bounded, "HTTP server", runner.cleanup)
         await web.SockSite(runner, listener).start()

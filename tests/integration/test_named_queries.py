@@ -15,7 +15,7 @@ import psycopg
 from homeward.db.queries import load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("devices", "ingest", "alerts", "api")
+PARTS = ("devices", "ingest", "alerts", "api", "web")
 SQL_FILES = sorted(p for part in PARTS for p in (ROOT / part).rglob("*.sql"))
 PLACEHOLDER = re.compile(r"%\((?P<name>[a-z_][a-z0-9_]*)\)s")
 
