@@ -34,7 +34,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = Path(__file__).with_name("static")
 # Paths the web app answers without a session, and those it leaves alone.
 OPEN_PATHS = frozenset({"/sign-in"})
-NOT_OURS = ("/api/", "/fhir", "/health", "/static/", "/assets/")
+# The web app's own paths; everything else (/api/, /fhir, /health, /metrics, the static
+# files) is left to the application it was added to.
+OUR_PATHS = frozenset({"/", "/sign-in", "/sign-out", "/my-readings"})
+OUR_PREFIXES = ("/queue", "/alerts/", "/patients/")
 # Pages that stream: the session is checked in a transaction of its own, then released.
 STREAMING = frozenset({"/queue/events"})
 CSP = (
@@ -106,7 +109,7 @@ async def _refuse_csrf(
 
 @web.middleware
 async def pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(NOT_OURS):
+    if request.path not in OUR_PATHS and not request.path.startswith(OUR_PREFIXES):
         return await handler(request)
     try:
         return _headers(await _page(request, handler))
