@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from alerts.engine import PatientSnapshot, Reading, RuleEngine
+from alerts.engine import ManualObservation, PatientSnapshot, RuleEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class WouldRaise:
 
 
 def backtest(
-    readings: Iterable[Reading],
+    readings: Iterable[ManualObservation],
     *,
     patient_id: int,
     conditions: tuple[str, ...],

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from alerts.lifecycle import MAX_SNOOZE, Outcome
+from alerts.alert import MAX_SNOOZE, Outcome
 from api.access import Kind
 from api.actions import ACTIONS, perform
 from api.views import CONN, PRINCIPAL, Refused, read_queue

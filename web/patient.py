@@ -17,7 +17,7 @@ from aiohttp import web
 from psycopg.rows import dict_row
 
 from alerts.careplans import EffectiveRule, ThresholdRuleConfig, effective_rules
-from api.access import Kind, Principal
+from api.access import Kind, PatientRef, Principal, may_close_late_review
 from api.views import PRINCIPAL, Refused, audit, patient_in_care
 from api.views import Q as API_Q
 from homeward.errors import ValidationError
@@ -188,8 +188,18 @@ async def close_review(request: web.Request) -> web.Response:
     _, conn, patient = await patient_of_path(
         request, "close_late_review", {"review_id": review_id, "via": "web"}
     )
-    if not who.clinical:
-        raise Refused("no clinical access", 404)
+    decision = may_close_late_review(who, PatientRef(patient["patient_id"], patient["team_id"]))
+    if not decision.allowed:
+        await audit(
+            conn,
+            who,
+            "close_late_review",
+            allowed=False,
+            status=404,
+            patient_id=patient["patient_id"],
+            detail={"review_id": review_id, "reason": decision.reason, "via": "web"},
+        )
+        raise Refused("no such late reading to review", 404)
     async with conn.cursor() as cur:
         await cur.execute(
             Q["close_review"],

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from alerts.backtest import WouldRaise, backtest
 from alerts.careplans import ThresholdRuleConfig, effective_rules, template_ruleset
-from alerts.engine import Reading
+from alerts.engine import ManualObservation
 from alerts.rules_config import Q as RULES_Q
 from api.access import PatientRef, may_change_rules
 from api.views import Refused, audit
@@ -141,7 +141,7 @@ def _merge(overrides: dict[str, Any], changes: dict[str, dict[str, Any]]) -> dic
 
 async def _readings(
     conn: psycopg.AsyncConnection[Any], patient_id: int, now: datetime
-) -> list[Reading]:
+) -> list[ManualObservation]:
     async with conn.cursor() as cur:
         await cur.execute(
             Q["backtest_readings"],
@@ -149,7 +149,7 @@ async def _readings(
         )
         rows = await cur.fetchall()
     return [
-        Reading(patient_id, metric, time, value, late, on_oxygen, consciousness)
+        ManualObservation(patient_id, metric, time, value, late, on_oxygen, consciousness)
         for time, metric, value, late, on_oxygen, consciousness in rows
     ]
 

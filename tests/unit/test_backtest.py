@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from alerts.backtest import WouldRaise, backtest
-from alerts.engine import Reading
+from alerts.engine import ManualObservation
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 STAGE2 = "threshold:systolic_bp:stage2"
 
 
-def _readings(values: list[float], *, late: bool = False) -> list[Reading]:
+def _readings(values: list[float], *, late: bool = False) -> list[ManualObservation]:
     return [
-        Reading(1, "systolic_bp", T0 + timedelta(days=i), v, late=late)
+        ManualObservation(1, "systolic_bp", T0 + timedelta(days=i), v, late=late)
         for i, v in enumerate(values)
     ]
 

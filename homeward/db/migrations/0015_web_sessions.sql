@@ -1,6 +1,6 @@
 -- The web app: passwords (argon2 hashes), cookie sessions and the sign-in attempts the
 -- rate limit counts.
--- depends: 0013_admissions
+-- depends: 0014_alert_lifecycle
 
 -- Staff are keyed by their id in the organisation file without a foreign key: reloading
 -- the file replaces the staff rows, and a password outlives that. A person no longer in
