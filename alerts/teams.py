@@ -36,6 +36,7 @@ Role = Literal[
     "care_coordinator",
     "rapid_response",
     "team_lead",
+    "commissioner",  # reads the outcomes report's aggregates only (docs/outcomes.md)
 ]
 ROLES: tuple[str, ...] = get_args(Role)
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -12,6 +12,9 @@ A bearer token speaks for one staff member or one patient (api/tokens.py). The r
   night);
 * a role without clinical access (``social_worker``) reads no clinical data through the
   API until information governance agrees what it should see;
+* the **outcomes report** (aggregate figures, never a patient: api/outcomes.py) is for a
+  ``commissioner``, a ``team_lead`` or clinical staff; not for a patient, nor for a role
+  without clinical access;
 * acting on an alert (acknowledge, resolve, snooze, note) takes clinical staff of the
   alert's team, of its out-of-hours cover, or of the patient's team; a patient never
   acts on one;
@@ -41,6 +44,7 @@ CLINICAL_ROLES = frozenset(
 )
 # Who may change a patient's thresholds: the clinicians who prescribe (docs/web.md).
 PRESCRIBING_ROLES = frozenset({"gp", "community_matron"})
+OUTCOMES_ROLES = frozenset({"commissioner", "team_lead"})
 TOKEN_PREFIX = "hw_"  # makes a leaked token easy to recognise (secret scanners)
 
 
@@ -148,6 +152,17 @@ def may_change_rules(who: Principal, patient: PatientRef) -> Decision:
     if not who.roles & PRESCRIBING_ROLES:
         return Decision(False, f"role {who.role} does not prescribe")
     return Decision(True, read.reason)
+
+
+def may_read_outcomes(who: Principal) -> Decision:
+    """The aggregate outcomes report: commissioners, team leads and clinical staff."""
+    if who.kind is Kind.PATIENT:
+        return Decision(False, "patients do not see the outcomes report")
+    if found := who.roles & OUTCOMES_ROLES:
+        return Decision(True, f"role {','.join(sorted(found))}")
+    if who.clinical:
+        return Decision(True, "clinical staff")
+    return Decision(False, f"role {who.role} does not read the outcomes report")
 
 
 def new_token() -> str:

@@ -20,11 +20,11 @@ from aiohttp import web
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api import actions, device_ingest, late, views
+from api import actions, device_ingest, late, outcomes, views
 from api.access import Kind, Principal, bearer_token, token_digest
 from api.fhir import handlers as fhir
 from api.openapi import Handler, Operation, document
-from api.params import PatientAlertsQuery, QueueQuery, ReadingsQuery
+from api.params import OutcomesQuery, PatientAlertsQuery, QueueQuery, ReadingsQuery
 from api.problems import problem, secure
 from api.ratelimit import AnonymousAuditLimit
 from api.strict import bad_text
@@ -283,6 +283,17 @@ def _operations() -> list[Operation]:
             statuses=(200, 400, 401, 404, 409, 413, 503),
         ),
     ]
+    ops.append(
+        Operation(
+            "GET",
+            f"{API_PREFIX}outcomes",
+            outcomes.outcomes,
+            "Aggregate outcomes per team or locality (small numbers suppressed)",
+            outcomes.ACTION,
+            query=OutcomesQuery,
+            statuses=(200, 400, 401, 403, 503),
+        )
+    )
     for name, (body, _) in actions.ACTIONS.items():
         ops.append(
             Operation(

@@ -4,7 +4,8 @@ and time ranges, known metrics only, times in RFC 3339 with an offset, counts in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -128,3 +129,37 @@ class QueueQuery(_Params):
 class PatientAlertsQuery(_Params):
     state: AlertState | None = None
     limit: AlertsLimit = 200
+
+
+class GroupBy(StrEnum):
+    TEAM = "team"
+    LOCALITY = "locality"
+
+
+MAX_OUTCOMES_DAYS = 400  # a year and a little more per request
+
+
+def _day(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+# A whole local day (Europe/London): YYYY-MM-DD only.
+Day = Annotated[date, BeforeValidator(_day), WithJsonSchema({"type": "string", "format": "date"})]
+
+
+class OutcomesQuery(_Params):
+    first: Day = Field(alias="from")
+    last: Day = Field(alias="to")
+    by: GroupBy = GroupBy.TEAM
+
+    @model_validator(mode="after")
+    def _span(self) -> OutcomesQuery:
+        if self.last < self.first:
+            raise ValueError("'to' is before 'from'")
+        if self.first.year < 1970 or self.last.year > 9998:
+            raise ValueError("a period lies between 1970-01-01 and 9998-12-31")
+        if (self.last - self.first).days + 1 > MAX_OUTCOMES_DAYS:
+            raise ValueError(f"at most {MAX_OUTCOMES_DAYS} days per request")
+        return self

@@ -22,6 +22,7 @@ from commands.common import database, settings_from
 from commands.demo_cmd import demo
 from commands.late_cmd import late_reviews
 from commands.news2_cmd import news2
+from commands.outcomes_cmd import outcomes
 from commands.output import emit, emit_one
 from commands.rules_cmd import rules
 from commands.run_cmd import run
@@ -322,6 +323,7 @@ cli.add_command(admissions)
 cli.add_command(late_reviews)
 cli.add_command(staff)
 patient.add_command(patient_set_password)
+cli.add_command(outcomes)
 
 
 if __name__ == "__main__":

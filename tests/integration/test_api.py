@@ -398,6 +398,7 @@ async def test_the_openapi_document_is_valid_and_matches_the_routes(api: Api) ->
     assert set(spec["paths"]) == {
         "/api/v1/me",
         "/api/v1/queue",
+        "/api/v1/outcomes",
         "/api/v1/patients/{nhs_number}/readings",
         "/api/v1/patients/{nhs_number}/alerts",
         "/api/v1/alerts/{alert_id}/acknowledge",

@@ -93,8 +93,8 @@ def test_acting_on_an_alert(
     assert may_act_on_alert(who, alert_teams, patient).allowed is allowed
 
 
-def test_every_role_but_the_social_workers_has_clinical_access() -> None:
-    assert set(ROLES) - CLINICAL_ROLES == {"social_worker"}
+def test_every_role_but_social_workers_and_commissioners_has_clinical_access() -> None:
+    assert set(ROLES) - CLINICAL_ROLES == {"social_worker", "commissioner"}
     assert set(ROLES) >= CLINICAL_ROLES  # no role is granted that the teams file cannot hold
 
 
