@@ -2,8 +2,9 @@
 figure): no clock, no I/O. ``alerts/outcomes_store.py`` fetches the rows
 (``alerts/outcomes.sql``); the command line and the API print what :func:`report` returns.
 
-Grouping: an alert counts in the group of the team that had it (``alerts.team_id``), so a
-patient who moved team mid-period is counted where each alert was handled; a patient's
+Grouping: an alert counts in the group of the team that had it (``alerts.team_id``, the
+patient's team when it was raised), so a patient who moved team mid-period is counted,
+for each alert, with the team it was raised for; a patient's
 monitored time and reading adherence count in the group of their team now. The period
 is whole local days (Europe/London) from ``from`` to ``to`` inclusive.
 """

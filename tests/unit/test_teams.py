@@ -47,6 +47,7 @@ def test_the_example_is_the_fictional_design() -> None:
         assert {r for s in team.staff for r in s.roles} == set(ROLES) - {
             "rapid_response",
             "team_lead",
+            "commissioner",  # reads the outcomes report; no neighbourhood team's member
         }
         assert team.out_of_hours in RAPID_RESPONSE.values()
         assert set(team.escalation) == {"red", "amber", "technical"}
