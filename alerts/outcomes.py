@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from alerts.lifecycle import Outcome
+from alerts.alert import Outcome
 
 PRIORITIES = ("red", "amber", "technical")
 GroupBy = Literal["team", "locality"]

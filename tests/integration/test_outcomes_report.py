@@ -19,7 +19,7 @@ from api_support import DEAL_NHS, Api, api, audit_rows, clock, seeded  # fixture
 from click.testing import CliRunner
 
 from alerts import escalation_store
-from alerts.lifecycle import Acknowledge, Resolve
+from alerts.commands import Acknowledge, Resolve
 from alerts.lifecycle_store import apply_command
 from api.tokens import issue_token
 from commands.main import cli
