@@ -77,7 +77,10 @@ def load_organisation(conn: psycopg.Connection[Any], org: Organisation, text: st
             return None
         conn.execute("DELETE FROM rota")
         conn.execute("DELETE FROM escalation_policies")
-        conn.execute("DELETE FROM staff")
+        # Staff the file no longer names leave, and their API tokens with them (cascade);
+        # the others are updated in place, so their tokens and sessions carry on.
+        staff_ids = sorted(s.id for team in org.teams.values() for s in team.staff)
+        conn.execute("DELETE FROM staff WHERE staff_id <> ALL(%s)", (staff_ids,))
         for locality in org.localities:
             for team in locality.teams:
                 conn.execute(
@@ -107,7 +110,9 @@ def load_organisation(conn: psycopg.Connection[Any], org: Organisation, text: st
         for team in org.teams.values():
             for s in team.staff:
                 conn.execute(
-                    "INSERT INTO staff VALUES (%s, %s, %s, %s, %s)",
+                    "INSERT INTO staff VALUES (%s, %s, %s, %s, %s) ON CONFLICT (staff_id)"
+                    " DO UPDATE SET name = EXCLUDED.name, team_id = EXCLUDED.team_id,"
+                    " roles = EXCLUDED.roles, email = EXCLUDED.email",
                     (s.id, s.name, team.id, list(s.roles), s.email),
                 )
             for shift in team.rota:
