@@ -158,20 +158,22 @@ device_search = _patient_search("Device", "patient_devices", resources.device)
 flag_search = _patient_search("Flag", "patient_flags", resources.flag)
 
 
-ROUTES: dict[str, Handler] = {
-    METADATA_PATH: metadata,
-    f"{PREFIX}/Patient": patient_search,
-    f"{PREFIX}/Patient/{{nhs_number}}": patient_read,
-    f"{PREFIX}/Observation": observation_search,
-    f"{PREFIX}/Observation/$lastn": observation_lastn,
-    f"{PREFIX}/Device": device_search,
-    f"{PREFIX}/Flag": flag_search,
+# path → (handler, its action: the route's name, which the audit of a request refused
+# for its input and the API's metrics use)
+ROUTES: dict[str, tuple[Handler, str]] = {
+    METADATA_PATH: (metadata, "fhir_metadata"),
+    f"{PREFIX}/Patient": (patient_search, "fhir_search_patient"),
+    f"{PREFIX}/Patient/{{nhs_number}}": (patient_read, "fhir_read_patient"),
+    f"{PREFIX}/Observation": (observation_search, "fhir_search_observations"),
+    f"{PREFIX}/Observation/$lastn": (observation_lastn, "fhir_lastn_observations"),
+    f"{PREFIX}/Device": (device_search, "fhir_search_devices"),
+    f"{PREFIX}/Flag": (flag_search, "fhir_search_flags"),
 }
 
 
 def add_routes(app: web.Application) -> None:
-    for path, handler in ROUTES.items():
-        app.router.add_get(path, handler)
+    for path, (handler, action) in ROUTES.items():
+        app.router.add_get(path, handler, name=action)
     intake.add_routes(app, PREFIX)
 
 

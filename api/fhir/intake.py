@@ -102,5 +102,5 @@ async def post_bundle(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, prefix: str) -> None:
-    app.router.add_post(f"{prefix}/Observation", post_observation)
-    app.router.add_post(prefix, post_bundle)
+    app.router.add_post(f"{prefix}/Observation", post_observation, name="fhir_post_observation")
+    app.router.add_post(prefix, post_bundle, name="fhir_post_bundle")

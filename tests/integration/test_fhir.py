@@ -323,9 +323,10 @@ async def test_who_sees_what_is_the_apis_decision(fhir: Fhir, db_url: str) -> No
     ],
 )
 async def test_bad_searches_are_operation_outcomes_that_name_the_problem(
-    fhir: Fhir, params: dict[str, Any]
+    fhir: Fhir, db_url: str, params: dict[str, Any]
 ) -> None:
     status, outcome = await fhir.get("Observation", "deal.mn1", **params)
+    assert audit(db_url) == [("staff:deal.mn1", "fhir_search_observations", False, 400)]
     assert status == 400
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["code"] == "invalid"
