@@ -139,20 +139,22 @@ class Timers:
             )
 
     async def stop(self, timeout_s: float) -> list[str]:
-        """Schedule nothing more, interrupt the runs in progress (what they had not
-        committed rolls back; the next start recomputes) and wait for them at most
-        ``timeout_s``. Returns the names of the runs that were interrupted."""
+        """Schedule nothing more; let the runs in progress finish for at most
+        ``timeout_s``, then interrupt them (what they had not committed rolls back; the
+        next start recomputes it). Returns the names of the runs that were interrupted."""
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)  # cancels the runs in progress
+            self._scheduler.pause()  # no new run; the ones in progress carry on
         running = dict(self._running)
-        for task in running.values():
-            task.cancel()
+        pending: set[asyncio.Task[Any]] = set()
         if running:
             _, pending = await asyncio.wait(running.values(), timeout=max(timeout_s, 0.01))
-            for name, task in running.items():
-                if task in pending:
-                    log.error("%s run did not end within %.1f s of the stop", name, timeout_s)
-        return sorted(running)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=0.5)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        return sorted(name for name, task in running.items() if task in pending)
 
     def problems(self, now: float | None = None) -> dict[str, str]:
         at = time.monotonic() if now is None else now

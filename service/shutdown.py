@@ -2,8 +2,9 @@
 
 The budget, from the moment the service starts stopping (``stop_grace_s``, default 20 s):
 
-* the timers' runs in progress are interrupted (at most 1 s to end);
-* ingest stores and acknowledges what it holds until ``RESERVE_S`` before the end;
+* the timers start no new run; the runs in progress may finish while ingest drains, and
+  are interrupted at the drain's end;
+* ingest stores and acknowledges what it holds until ``reserve_s`` before the end;
 * whatever is not stored by then is cancelled — its transaction rolls back and none of
   its messages is acknowledged, so the broker redelivers them at the next start;
 * disconnecting, closing the HTTP server, the pool and the identity lock's connection
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 EXIT_MARGIN_S = 0.5  # left for the interpreter to exit before the grace period ends
-TIMERS_S = 1.0
 STEP_S = 1.0
 
 
@@ -38,9 +38,6 @@ class Deadline:
 
     def left_s(self, now: float | None = None) -> float:
         return max(0.0, self.end - (time.monotonic() if now is None else now))
-
-    def timers_s(self) -> float:
-        return min(TIMERS_S, self.left_s())
 
     def drain_s(self, now: float | None = None) -> float:
         return max(0.0, self.drain_end - (time.monotonic() if now is None else now))

@@ -357,10 +357,13 @@ class HomewardService:
         self.state = "stopping"
         self._deadline = deadline = Deadline(s.stop_grace_s)
         log.info("stopping within %g s (HOMEWARD_STOP_GRACE_S)", s.stop_grace_s)
-        interrupted = await self.timers.stop(deadline.timers_s()) if self.timers else []
+        # The timers' runs in progress may finish while ingest drains, until the same end.
+        timers = asyncio.ensure_future(self._stop_timers(deadline.drain_s()))
         await self._leave_share_group(deadline)
         self.source.pause()  # read nothing more; what the broker sends now, it keeps
         drained = await self.pipeline.stop(deadline.drain_s())
+        await asyncio.wait({timers}, timeout=deadline.drain_s() + deadline.step_s())
+        interrupted: list[str] = timers.result() if timers.done() else ["timers"]
         left = self.pipeline.unacknowledged
         writer = self._tasks.get("ingest-writer")
         if writer is not None and not drained:
@@ -382,6 +385,9 @@ class HomewardService:
             client_id=s.mqtt_client_id,
         )
         self.stop_report.log()
+
+    async def _stop_timers(self, timeout_s: float) -> list[str]:
+        return await self.timers.stop(timeout_s) if self.timers else []
 
     async def _leave_share_group(self, deadline: Deadline) -> None:
         """No more heartbeats (one in flight would mark us active again), then hand our
