@@ -27,7 +27,7 @@ import psycopg
 from devices.payload import parse_reading_message
 from homeward.config import Settings
 from homeward.domain import DeviceMessage, Rejection, RejectReason
-from ingest.activity import ActivityBuffer, DeviceActivity
+from ingest.activity import ACTIVITY_EVERY_S, ActivityBuffer, DeviceActivity
 from ingest.http_source import HTTP_GENERATION
 from ingest.mqtt_source import Inbound, backoff_s
 from ingest.progress import Progress, ProgressWatch
@@ -205,7 +205,16 @@ class IngestPipeline:
                 if self._stopping:
                     return
                 self._has_items.clear()
-                await self._has_items.wait()
+                if not self._activity:
+                    await self._has_items.wait()
+                    continue
+                # Quiet now, but device activity waits for its round (last message, battery,
+                # status — the silence check reads them): written on its own when no batch
+                # comes to carry it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._has_items.wait(), timeout=ACTIVITY_EVERY_S)
+                if not self.pending:
+                    await self._write_activity_alone()
                 continue
             if self.pending < self._s.batch_size and not self._stopping:
                 self._full.clear()
@@ -294,6 +303,16 @@ class IngestPipeline:
                 self.stats.activity_dropped += len(activity)
                 log.error("device activity of %d devices dropped: %s", len(activity), refused)
         return result
+
+    async def _write_activity_alone(self) -> None:
+        activity = self._activity.take()
+        if not activity:
+            return
+        try:
+            await self._write([], activity)
+        except _Refused as refused:  # validated values: a bug if it ever happens
+            self.stats.activity_dropped += len(activity)
+            log.error("device activity of %d devices dropped: %s", len(activity), refused)
 
     async def _write(
         self, records: list[Item], activity: dict[str, DeviceActivity] | None
